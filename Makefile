@@ -1,0 +1,47 @@
+# The project's public interface. Every target runs through tools/env.sh, which builds the
+# environment on first use (natively, or in a Debian 13 root filesystem where this machine's
+# glibc is too old for TFX 1.21's wheels) and reuses it after that.
+#
+#   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [ARGS="--train-steps 500 ..."]
+#   make test [ARGS="-k config ..."]        the default suite (what CI runs)
+#   make test-slow                          the default suite plus the slow checks
+#   make exec CMD="python3 my_script.py"    any command inside the project environment
+#   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
+#   make env                                build the environment only, print its route
+#   make lock                               re-resolve pyproject.toml into requirements/lock.txt
+
+OUTPUT_DIR ?= outputs
+DATA_DIR ?=
+ARGS ?=
+CMD ?=
+SCHEMA_OUT ?= $(OUTPUT_DIR)/schema_draft.pbtxt
+
+ENV := bash tools/env.sh
+DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+
+.PHONY: run test test-slow exec schema env lock clean
+
+run:
+	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
+
+test:
+	$(ENV) exec python -m pytest $(ARGS)
+
+test-slow:
+	$(ENV) exec python -m pytest -m "slow or not slow" $(ARGS)
+
+exec:
+	@test -n '$(CMD)' || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
+	$(ENV) exec bash -c '$(CMD)'
+
+schema:
+	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)
+
+env:
+	$(ENV) ensure
+
+lock:
+	$(ENV) lock
+
+clean:
+	rm -rf outputs

@@ -1,0 +1,1 @@
+"""Input data: where the default data comes from and how it reaches the pipeline's data directory."""

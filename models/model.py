@@ -1,0 +1,196 @@
+"""The Keras model: input pipeline, architecture, training and export, as plain functions.
+
+Nothing here knows about TFX; `models.trainer.run_fn` adapts the Trainer's arguments to these,
+so the model is tested on a few rows without running a pipeline.
+"""
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from models import features
+
+STRATEGIES = ("mirrored", "one_device", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """What shapes and trains the model. Travels to the Trainer in its custom_config."""
+
+    train_batch_size: int = 256
+    eval_batch_size: int = 1024
+    learning_rate: float = 0.005
+    hidden_units: tuple[int, ...] = (64, 32)
+    embedding_dim: int = 8
+    distribution_strategy: str = "mirrored"
+    mixed_precision: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Hyperparameters":
+        values = dict(values)
+        if "hidden_units" in values:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        return cls(**values)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy called `name` (one of STRATEGIES)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()  # all local GPUs, or the CPU when there are none
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, not {name!r}")
+
+
+def to_model_inputs(transformed: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The model's inputs, shaped [batch, 1], from Transform's rank-1 outputs."""
+    return {key: tf.reshape(transformed[key], [-1, 1]) for key in features.model_input_keys()}
+
+
+def make_dataset(
+    file_patterns: Sequence[str],
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle: bool,
+) -> tf.data.Dataset:
+    """Endless (features, label) batches from Transform's gzipped TFRecords of tf.Examples."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {list(file_patterns)}")
+    feature_spec = tf_transform_output.transformed_feature_spec()
+
+    def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        return to_model_inputs(parsed), parsed[features.LABEL_KEY]
+
+    # The taxi splits are small: cache the serialized records once, then shuffle in memory.
+    dataset = tf.data.TFRecordDataset(
+        files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
+    ).cache()
+    if shuffle:
+        dataset = dataset.shuffle(20_000, reshuffle_each_iteration=True)
+    return (
+        dataset.repeat()
+        .batch(batch_size)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
+    """Number of ids each categorical or bucketized input can take."""
+    sizes = {
+        features.transformed_name(key): tf_transform_output.vocabulary_size_by_name(key)
+        + features.OOV_BUCKETS
+        for key in features.CATEGORICAL_FEATURE_KEYS
+    }
+    sizes.update(
+        {features.transformed_name(k): features.BUCKET_COUNT for k in features.BUCKET_FEATURE_KEYS}
+    )
+    return sizes
+
+
+def build_model(id_sizes: Mapping[str, int], hp: Hyperparameters) -> keras.Model:
+    """Wide & deep binary classifier over the transformed features; outputs P(big tipper)."""
+    numeric_keys = [features.transformed_name(k) for k in features.NUMERIC_FEATURE_KEYS]
+    inputs = {
+        key: keras.Input(shape=(1,), name=key, dtype="float32" if key in numeric_keys else "int64")
+        for key in features.model_input_keys()
+    }
+    embeddings, wide_terms = [], []
+    for key, size in id_sizes.items():
+        embeddings.append(keras.layers.Flatten()(keras.layers.Embedding(size, hp.embedding_dim)(inputs[key])))
+        # A one-wide embedding is a linear term on the one-hot id: the "wide" half.
+        wide_terms.append(keras.layers.Flatten()(keras.layers.Embedding(size, 1)(inputs[key])))
+
+    deep = keras.layers.concatenate([inputs[k] for k in numeric_keys] + embeddings)
+    for units in hp.hidden_units:
+        deep = keras.layers.Dense(units, activation="relu")(deep)
+    logit = keras.layers.add([keras.layers.Dense(1)(deep)] + wide_terms)
+    # float32 output even under mixed precision, for a numerically sound loss.
+    probability = keras.layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+
+    model = keras.Model(inputs=inputs, outputs=probability)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=hp.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def train(
+    train_files: Sequence[str],
+    eval_files: Sequence[str],
+    tf_transform_output: tft.TFTransformOutput,
+    hp: Hyperparameters,
+    train_steps: int,
+    eval_steps: int,
+    log_dir: str | None = None,
+) -> keras.Model:
+    """Builds the model under the configured tf.distribute strategy and fits it."""
+    previous_policy = keras.mixed_precision.global_policy()
+    if hp.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with make_strategy(hp.distribution_strategy).scope():
+            model = build_model(vocabulary_sizes(tf_transform_output), hp)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    # Ten epochs give TensorBoard a curve; validation runs once, after the last.
+    epochs = min(10, train_steps)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")] if log_dir else []
+    model.fit(
+        make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True),
+        epochs=epochs,
+        steps_per_epoch=math.ceil(train_steps / epochs),
+        validation_data=make_dataset(eval_files, tf_transform_output, hp.eval_batch_size, shuffle=False),
+        validation_steps=eval_steps,
+        validation_freq=epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return model
+
+
+def export_serving_model(
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+) -> None:
+    """Saves a SavedModel with two signatures, both on serialized tf.Examples of raw features.
+
+    serving_default: raw features (no label) in, {"probabilities": [batch, 1]} out.
+    transform_features: raw features (with the label) in, Transform's outputs out; TFMA calls it
+      to get the label and the sliced features for evaluation.
+    """
+    # Attached to the model so their assets (vocabularies) are saved with it.
+    model.tft_layer_serving = tf_transform_output.transform_features_layer()
+    model.tft_layer_eval = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {k: v for k, v in raw_spec.items() if k != features.RAW_LABEL_KEY}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        transformed = model.tft_layer_serving(tf.io.parse_example(examples, serving_spec))
+        return {"probabilities": model(to_model_inputs(transformed))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return model.tft_layer_eval(tf.io.parse_example(examples, raw_spec))
+
+    tf.saved_model.save(
+        model,
+        export_dir,
+        signatures={"serving_default": serve, "transform_features": transform_features},
+    )

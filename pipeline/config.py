@@ -1,0 +1,153 @@
+"""The pipeline's configuration: one typed, frozen object handed to create_pipeline.
+
+Every field is also a command-line option (`--train-steps`, ...); the CLI builds its options from
+these fields, so a new setting is added here once. Invalid values raise ConfigError naming the
+option, before any component runs.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from models.model import STRATEGIES, Hyperparameters
+
+BEAM_MODES = ("in_memory", "multi_processing")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; `option` is the command-line flag it came from."""
+
+    def __init__(self, field: str, message: str):
+        self.option = option_name(field)
+        super().__init__(f"{self.option}: {message}")
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Where the pipeline reads and writes, how long it trains, and what it takes to ship a model."""
+
+    output_dir: Path = dataclasses.field(
+        default=Path("outputs"),
+        metadata=_help("All state of the run: pipeline root, MLMD store, serving models, logs."),
+    )
+    data_dir: Path | None = dataclasses.field(
+        default=None,
+        metadata=_help("Directory of CSV files with the taxi columns (default: the bundled data)."),
+    )
+    pipeline_name: str = dataclasses.field(default="chicago_taxi", metadata=_help("TFX pipeline name."))
+    model_name: str = dataclasses.field(
+        default="taxi", metadata=_help("Serving name: models land in <serving dir>/<model name>/<version>/.")
+    )
+    train_steps: int = dataclasses.field(default=2000, metadata=_help("Training steps."))
+    eval_steps: int = dataclasses.field(
+        default=5, metadata=_help("Validation steps run by the Trainer after training.")
+    )
+    min_auc: float = dataclasses.field(
+        default=0.85, metadata=_help("Evaluator blesses only models with at least this eval AUC.")
+    )
+    min_binary_accuracy: float = dataclasses.field(
+        default=0.80, metadata=_help("...and at least this eval binary accuracy.")
+    )
+    max_auc_drop: float = dataclasses.field(
+        default=0.01,
+        metadata=_help("...and an AUC at most this far below the latest blessed model's."),
+    )
+    beam_mode: str = dataclasses.field(
+        default="in_memory",
+        metadata=_help("Beam DirectRunner running mode for the Beam-powered components.", choices=BEAM_MODES),
+    )
+    beam_workers: int = dataclasses.field(
+        default=1, metadata=_help("Beam DirectRunner workers (0: one per CPU core).")
+    )
+    enable_cache: bool = dataclasses.field(
+        default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")
+    )
+    hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
+
+    def __post_init__(self) -> None:
+        # Paths are made absolute once, so every component and runner sees the same ones.
+        object.__setattr__(self, "output_dir", Path(self.output_dir).expanduser().absolute())
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        self._validate()
+
+    def _validate(self) -> None:
+        hp = self.hyperparameters
+        positive = {
+            "train_steps": self.train_steps,
+            "eval_steps": self.eval_steps,
+            "train_batch_size": hp.train_batch_size,
+            "eval_batch_size": hp.eval_batch_size,
+            "embedding_dim": hp.embedding_dim,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(name, f"must be at least 1, got {value}")
+        if not 0 < hp.learning_rate <= 1:
+            raise ConfigError("learning_rate", f"must be in (0, 1], got {hp.learning_rate}")
+        if not hp.hidden_units or min(hp.hidden_units) < 1:
+            raise ConfigError("hidden_units", f"needs one or more positive layer sizes, got {hp.hidden_units}")
+        if hp.distribution_strategy not in STRATEGIES:
+            raise ConfigError("distribution_strategy", f"must be one of {', '.join(STRATEGIES)}")
+        for name in ("min_auc", "min_binary_accuracy", "max_auc_drop"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(name, f"must be between 0 and 1, got {value}")
+        if self.beam_mode not in BEAM_MODES:
+            raise ConfigError("beam_mode", f"must be one of {', '.join(BEAM_MODES)}")
+        if self.beam_workers < 0:
+            raise ConfigError("beam_workers", f"must be 0 (one per core) or more, got {self.beam_workers}")
+        for name in ("pipeline_name", "model_name"):
+            value = getattr(self, name)
+            if not value or not value.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(name, f"must be letters, digits, '_' or '-', got {value!r}")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigError("output_dir", f"{self.output_dir} exists and is not a directory")
+        if self.data_dir is not None:
+            if not self.data_dir.is_dir():
+                raise ConfigError("data_dir", f"{self.data_dir} is not a directory")
+            if not any(self.data_dir.glob("*.csv")):
+                raise ConfigError("data_dir", f"{self.data_dir} holds no *.csv file")
+
+    # Where things live under output_dir; the README's "Outputs" section describes the same.
+    @property
+    def pipeline_root(self) -> Path:
+        return self.output_dir / "pipeline_root"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.output_dir / "metadata.sqlite"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.output_dir / "serving"
+
+    @property
+    def serving_model_dir(self) -> Path:
+        return self.serving_dir / self.model_name
+
+    @property
+    def log_dir(self) -> Path:
+        return self.output_dir / "logs"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.pipeline_root / "Trainer" / "model_run"
+
+    @property
+    def beam_args(self) -> list[str]:
+        # Always explicit: left to itself, Beam >= 2.68 may hand the job to Prism, which it downloads.
+        workers = self.beam_workers or os.cpu_count() or 1
+        return [f"--direct_running_mode={self.beam_mode}", f"--direct_num_workers={workers}"]
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,156 @@
+"""The pipeline definition: one create_pipeline() that every runner (local, Beam, Kubeflow) uses."""
+
+import hashlib
+from pathlib import Path
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from models import features
+from models.trainer import HYPERPARAMETERS_KEY
+from pipeline.config import PipelineConfig
+
+# The curated schema: reviewed and checked in, so a change in the data shows as an anomaly
+# instead of silently becoming the new normal. `make schema` drafts a new one from data.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+
+# User code is named by module path (no module_file copies). Its fingerprint goes into the
+# components' custom_config so that a code change invalidates the cache and is recorded in MLMD.
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def code_fingerprint(package_dir: Path = MODELS_DIR) -> str:
+    """sha256 over the package's Python sources, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: metrics overall and per slice; the gates a model must pass to be blessed."""
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
+        # Ignored on the first run (no baseline yet); after that, no worse than the blessed model.
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_auc_drop},
+        ),
+    )
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_binary_accuracy})
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                # The label is made by Transform; TFMA gets it from the model's own signature.
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
+                    tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+                    tfma.MetricConfig(class_name="Calibration"),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                    tfma.MetricConfig(class_name="CalibrationPlot"),
+                ]
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
+    )
+
+
+def create_pipeline(config: PipelineConfig, data_dir: Path) -> tfx.dsl.Pipeline:
+    """The whole pipeline, from CSV files in `data_dir` to a pushed model."""
+    example_gen = tfx.components.CsvExampleGen(input_base=str(data_dir))  # train:eval 2:1 by hash
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_DIR / "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
+    )
+    fingerprint = code_fingerprint()
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={"code_fingerprint": fingerprint},
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={
+            "code_fingerprint": fingerprint,
+            HYPERPARAMETERS_KEY: config.hyperparameters.to_dict(),
+        },
+    )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_model_dir))
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_importer,
+            example_validator,
+            transform,
+            trainer,
+            baseline_resolver,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata_path)
+        ),
+        beam_pipeline_args=config.beam_args,
+    )
+
+
+def create_schema_pipeline(config: PipelineConfig, data_dir: Path) -> tfx.dsl.Pipeline:
+    """ExampleGen -> StatisticsGen -> SchemaGen: drafts a schema from data for a person to curate."""
+    example_gen = tfx.components.CsvExampleGen(input_base=str(data_dir))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=f"{config.pipeline_name}_schema_draft",
+        pipeline_root=str(config.pipeline_root),
+        components=[example_gen, statistics_gen, schema_gen],
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata_path)
+        ),
+        beam_pipeline_args=config.beam_args,
+    )

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The project's Python environment, in one place. Every make target goes through here.
+#
+#   tools/env.sh ensure        build the environment if needed (reused when already built)
+#   tools/env.sh exec CMD...   run CMD inside it, in the current directory, with the repo importable
+#   tools/env.sh info          print the route and where things live
+#
+# Two routes, chosen automatically (override with TFX_ENV_ROUTE=native|rootfs):
+#   native  a virtualenv on this machine's own Python. Needs CPython 3.10-3.13 and, on Linux,
+#           glibc >= 2.39: ml-metadata 1.21 and TFDV 1.21 ship only manylinux_2_39 wheels.
+#   rootfs  otherwise (Debian 12, Ubuntu 22.04): a Debian 13 root filesystem made by debootstrap,
+#           with the virtualenv inside it. Commands run chrooted in a private mount namespace
+#           where the host's own directories (/home, /root, /tmp, /work, /opt, ...) are bound at
+#           the same paths, so every path a user gives means the same thing inside and out.
+#
+# Both live under the cache directory (TFX_PIPELINE_CACHE, default ~/.cache/tfx-taxi-pipeline),
+# outside the clone, keyed by the lock file, so other clones and CI runs reuse them. A build
+# writes a .complete marker last: anything without it is half-built and is rebuilt, never used.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+LOCK_FILE=$REPO/requirements/lock.txt
+CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tfx-taxi-pipeline}
+SUITE=trixie
+ROOTFS=$CACHE/rootfs-$SUITE
+ROOTFS_PACKAGES=python3,python3-venv,python3-dev,ca-certificates,gcc,g++
+# Host top-level directories that belong to the host's OS, not to the user: never bound over the rootfs.
+SYSTEM_DIRS=" bin boot dev etc lib lib32 lib64 libx32 lost+found proc run sbin sys usr var "
+
+say() { printf 'env: %s\n' "$*" >&2; }
+die() { printf 'env: error: %s\n' "$*" >&2; exit 1; }
+
+lock_key() { { sha256sum "$LOCK_FILE" 2>/dev/null || echo nolock; } | cut -c1-12; }
+
+# Prints why this machine's Python cannot take the stack's wheels; prints nothing when it can.
+native_blocker() {
+  local py=${PYTHON:-python3}
+  command -v "$py" >/dev/null 2>&1 || { echo "no $py on PATH"; return; }
+  "$py" - <<'EOF'
+import os, sys
+if not (3, 10) <= sys.version_info[:2] <= (3, 13):
+    print(f"Python {sys.version_info[0]}.{sys.version_info[1]} is outside tfx 1.21's 3.10-3.13")
+elif sys.platform.startswith("linux"):
+    name, version = (os.confstr("CS_GNU_LIBC_VERSION") or "unknown 0.0").split()
+    if name != "glibc" or tuple(int(p) for p in version.split(".")[:2]) < (2, 39):
+        print(f"{name} {version} < 2.39 needed by the ml-metadata/TFDV 1.21 wheels")
+EOF
+}
+
+choose_route() {
+  case ${TFX_ENV_ROUTE:-auto} in
+    native|rootfs) ROUTE=$TFX_ENV_ROUTE; WHY="TFX_ENV_ROUTE=$TFX_ENV_ROUTE" ;;
+    auto)
+      local blocker; blocker=$(native_blocker)
+      if [ -z "$blocker" ]; then ROUTE=native; WHY="this machine's Python takes the wheels"
+      else ROUTE=rootfs; WHY=$blocker; fi ;;
+    *) die "TFX_ENV_ROUTE must be native, rootfs or auto, not '${TFX_ENV_ROUTE}'" ;;
+  esac
+  if [ "$ROUTE" = native ]; then
+    local pyver; pyver=$("${PYTHON:-python3}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    VENV=$CACHE/venv-py$pyver-$(lock_key)   # as seen from the host and from inside: the same path
+    VENV_HOST=$VENV
+  else
+    VENV=/usr/local/tfx-venvs/$(lock_key)   # inside the rootfs (its /usr is never bound over)
+    VENV_HOST=$ROOTFS$VENV
+  fi
+}
+
+# --- the Debian 13 root filesystem ------------------------------------------------------------
+
+host_debian_mirror() {
+  # The mirror the host's own apt uses, so debootstrap goes where apt is known to reach.
+  grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+      /etc/apt/sources.list 2>/dev/null | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n1
+}
+
+build_rootfs() {
+  [ -f "$ROOTFS/.complete" ] && return
+  [ "$(id -u)" = 0 ] || die "the rootfs route needs root (debootstrap and chroot); run as root, or use a machine with glibc >= 2.39 for the native route"
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    say "installing debootstrap (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  rm -rf "$ROOTFS.partial" "$ROOTFS"
+  say "building a Debian 13 ($SUITE) root filesystem in $ROOTFS (about a minute, once)"
+  local mirror; mirror=$(host_debian_mirror || true)
+  # Its own mount namespace: the /proc debootstrap mounts cannot outlive an interrupted build.
+  unshare --mount --propagation private -- debootstrap --variant=minbase \
+    --include="$ROOTFS_PACKAGES" "$SUITE" "$ROOTFS.partial" ${mirror:+"$mirror"} \
+    > "$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed; see $CACHE/debootstrap.log"
+  touch "$ROOTFS.partial/.complete"
+  mv "$ROOTFS.partial" "$ROOTFS"
+}
+
+# Runs "$@" chrooted into the rootfs. Called inside a private mount namespace (see rootfs_exec).
+enter_rootfs() {
+  local d name cwd
+  for name in dev proc sys; do mount --rbind "/$name" "$ROOTFS/$name"; done
+  for d in /*; do
+    name=${d#/}
+    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    case "$SYSTEM_DIRS" in *" $name "*) continue ;; esac
+    mkdir -p "$ROOTFS$d" && mount --rbind "$d" "$ROOTFS$d"
+  done
+  for d in /var/tmp "$REPO" "$PWD"; do      # user paths under a system directory: bind them alone
+    name=${d#/}; name=${name%%/*}
+    case "$SYSTEM_DIRS" in *" $name "*) ;; *) continue ;; esac
+    [ -d "$d" ] && ! mountpoint -q "$ROOTFS$d" || continue
+    mkdir -p "$ROOTFS$d" && mount --rbind "$d" "$ROOTFS$d"
+  done
+  # The host's name resolution and trusted CAs (a site may add its own CA), bound file by file.
+  for f in /etc/resolv.conf /etc/hosts /etc/ssl/certs/ca-certificates.crt \
+           ${PIP_CERT:-} ${SSL_CERT_FILE:-} ${REQUESTS_CA_BUNDLE:-}; do
+    case "$f" in /etc/*) ;; *) continue ;; esac   # files elsewhere are visible through their directory
+    [ -f "$f" ] || continue
+    mkdir -p "$(dirname "$ROOTFS$f")" && { [ -e "$ROOTFS$f" ] || touch "$ROOTFS$f"; }
+    mount --bind "$(readlink -f "$f")" "$ROOTFS$f"
+  done
+  cwd=$PWD
+  exec chroot "$ROOTFS" /usr/bin/env -u LD_LIBRARY_PATH -u PYTHONHOME -u LD_PRELOAD \
+    PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
+}
+
+rootfs_exec() { unshare --mount --propagation private -- "$BASH" "$0" __enter "$@"; }
+
+# --- the virtualenv -------------------------------------------------------------------------------
+
+# Runs "$@" where the venv's Python is: on the host, or inside the rootfs.
+in_route() { if [ "$ROUTE" = native ]; then "$@"; else rootfs_exec "$@"; fi; }
+
+build_venv() {
+  [ -f "$VENV_HOST/.complete" ] && return
+  rm -rf "$VENV_HOST"
+  local base_python=python3
+  [ "$ROUTE" = native ] && base_python=${PYTHON:-python3}
+  say "installing the locked stack into $VENV_HOST (a few minutes, once per lock file)"
+  in_route "$base_python" -m venv "$VENV" || die "could not create a virtualenv at $VENV_HOST"
+  # Interrupting this leaves no .complete, so the next call starts the venv over.
+  in_route "$VENV/bin/python" -m pip install --quiet --upgrade pip \
+    && in_route "$VENV/bin/python" -m pip install --quiet -r "$LOCK_FILE" \
+    || die "pip install -r requirements/lock.txt failed (route $ROUTE); nothing was marked complete"
+  touch "$VENV_HOST/.complete"
+  prune_old_venvs
+}
+
+prune_old_venvs() {
+  # Each venv is ~3 GB: keep this one and the most recent other one (another clone may use it).
+  local parent pattern
+  if [ "$ROUTE" = native ]; then parent=$CACHE; pattern='venv-py*'; else parent=$ROOTFS/usr/local/tfx-venvs; pattern='*'; fi
+  find "$parent" -mindepth 1 -maxdepth 1 -type d -name "$pattern" ! -path "$VENV_HOST" -printf '%T@ %p\n' 2>/dev/null \
+    | sort -rn | tail -n +2 | cut -d' ' -f2- | while read -r old; do rm -rf "$old"; done
+}
+
+ensure() {
+  mkdir -p "$CACHE"
+  choose_route
+  if [ ! -f "$VENV_HOST/.complete" ] || { [ "$ROUTE" = rootfs ] && [ ! -f "$ROOTFS/.complete" ]; }; then
+    exec 9>"$CACHE/.build.lock"
+    flock 9   # one build at a time; a second caller waits, then finds it built
+    [ "$ROUTE" = rootfs ] && build_rootfs
+    build_venv
+    exec 9>&-
+  fi
+  say "route=$ROUTE ($WHY); python=$VENV_HOST"
+}
+
+case ${1:-} in
+  ensure) ensure ;;
+  exec)
+    shift; [ $# -gt 0 ] || die "usage: tools/env.sh exec COMMAND [ARGS...]"
+    ensure
+    export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} VIRTUAL_ENV=$VENV
+    if [ "$ROUTE" = native ]; then
+      PATH=$VENV/bin:$PATH exec "$@"
+    else
+      rootfs_exec /usr/bin/env PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
+    fi ;;
+  lock)
+    # Re-resolves pyproject.toml's ranges in a scratch venv and freezes the result into the lock.
+    mkdir -p "$CACHE"; choose_route
+    [ "$ROUTE" = rootfs ] && build_rootfs
+    VENV=${VENV%/*}/lock-scratch; VENV_HOST=${VENV_HOST%/*}/lock-scratch
+    rm -rf "$VENV_HOST"
+    in_route python3 -m venv "$VENV"
+    in_route "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    in_route "$VENV/bin/python" -m pip install --quiet "$REPO[dev]"
+    { echo "# Generated by 'make lock' (tools/env.sh lock) on route $ROUTE; do not edit by hand."
+      in_route "$VENV/bin/python" -m pip freeze --exclude tfx-taxi-pipeline; } > "$LOCK_FILE"
+    rm -rf "$VENV_HOST"; say "wrote $LOCK_FILE" ;;
+  info) choose_route; echo "route=$ROUTE reason=$WHY cache=$CACHE venv=$VENV_HOST" ;;
+  __enter) shift; enter_rootfs "$@" ;;
+  *) die "usage: tools/env.sh ensure | exec COMMAND [ARGS...] | info" ;;
+esac
