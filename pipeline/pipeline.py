@@ -4,6 +4,7 @@ import hashlib
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
 
 from models import features
@@ -32,16 +33,25 @@ def code_fingerprint(package_dir: Path = MODELS_DIR) -> str:
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA: metrics overall and per slice; the gates a model must pass to be blessed."""
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
-        # Ignored on the first run (no baseline yet); after that, no worse than the blessed model.
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.max_auc_drop},
+    # Gates apply to the whole eval split; per-slice values are reported, not gated (an hour
+    # with 50 trips is too noisy to block a release on).
+    overall = [tfma.SlicingSpec()]
+    auc_gate = config_pb2.PerSliceMetricThreshold(
+        slicing_specs=overall,
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
+            # Ignored on the first run (no baseline yet); then: no worse than the blessed model.
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -config.max_auc_drop},
+            ),
         ),
     )
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_binary_accuracy})
+    accuracy_gate = config_pb2.PerSliceMetricThreshold(
+        slicing_specs=overall,
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_binary_accuracy})
+        ),
     )
     return tfma.EvalConfig(
         model_specs=[
@@ -56,8 +66,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
-                    tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+                    tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[auc_gate]),
+                    tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[accuracy_gate]),
                     tfma.MetricConfig(class_name="Calibration"),
                     tfma.MetricConfig(class_name="MeanLabel"),
                     tfma.MetricConfig(class_name="MeanPrediction"),

@@ -1,0 +1,105 @@
+"""Shared fixtures: a handful of raw taxi rows, and TFT's real Beam implementation run over them."""
+
+import models  # noqa: F401  (the project's Keras choice, before TensorFlow is imported)
+
+import math
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+from models import features, preprocessing
+from pipeline.pipeline import SCHEMA_DIR
+
+NAN = math.nan
+
+# Six trips; None is a missing value. Frequencies are all different so vocabulary ids are exact:
+# payment_type: Cash x3 -> 0, Credit Card x2 -> 1, missing x1 -> 2.
+RAW_ROWS = [
+    dict(trip_miles=1.0, fare=10.0, tips=0.0, trip_seconds=100, payment_type="Cash", company="A", trip_start_hour=1, pickup_latitude=41.80),
+    dict(trip_miles=2.0, fare=20.0, tips=5.0, trip_seconds=200, payment_type="Credit Card", company="A", trip_start_hour=1, pickup_latitude=41.85),
+    dict(trip_miles=3.0, fare=30.0, tips=1.0, trip_seconds=None, payment_type="Cash", company="B", trip_start_hour=2, pickup_latitude=41.90),
+    dict(trip_miles=None, fare=40.0, tips=10.0, trip_seconds=300, payment_type="Credit Card", company=None, trip_start_hour=1, pickup_latitude=None),
+    dict(trip_miles=2.0, fare=50.0, tips=0.0, trip_seconds=400, payment_type="Cash", company="A", trip_start_hour=3, pickup_latitude=41.95),
+    dict(trip_miles=4.0, fare=60.0, tips=20.0, trip_seconds=500, payment_type=None, company="B", trip_start_hour=2, pickup_latitude=42.00),
+]
+
+
+def load_schema():
+    return tfdv.load_schema_text(str(SCHEMA_DIR / "schema.pbtxt"))
+
+
+def raw_feature_spec() -> dict:
+    return schema_utils.schema_as_feature_spec(load_schema()).feature_spec
+
+
+def _value(spec, value):
+    return [] if value is None else [value.encode() if spec.dtype == tf.string else value]
+
+
+def raw_instances(rows=RAW_ROWS) -> list[dict]:
+    """Rows as TFT instance dicts: every schema feature present, a missing value as []."""
+    spec = raw_feature_spec()
+    return [{k: _value(s, row.get(k)) for k, s in spec.items()} for row in rows]
+
+
+def serialized_examples(rows=RAW_ROWS, drop=()) -> list[bytes]:
+    """Rows as serialized tf.Examples of raw features, the way clients send them to serving."""
+    spec = raw_feature_spec()
+    out = []
+    for row in rows:
+        example = tf.train.Example()
+        for key, s in spec.items():
+            value = row.get(key)
+            if key in drop or value is None:
+                continue
+            f = example.features.feature[key]
+            if s.dtype == tf.string:
+                f.bytes_list.value.append(value.encode())
+            elif s.dtype == tf.int64:
+                f.int64_list.value.append(int(value))
+            else:
+                f.float_list.value.append(float(value))
+        out.append(example.SerializeToString())
+    return out
+
+
+@pytest.fixture(scope="session")
+def transformed(tmp_path_factory):
+    """Analyzes RAW_ROWS with TFT on Beam, then applies the saved transform graph to them.
+
+    Returns (transformed values as numpy, by feature; the TFTransformOutput; a glob of gzipped
+    TFRecords of the transformed rows, as the Transform component writes them).
+    """
+    root = tmp_path_factory.mktemp("tft")
+    metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
+    with beam.Pipeline(argv=["--runner=FnApiRunner", "--direct_running_mode=in_memory"]) as p:
+        with tft_beam.Context(temp_dir=str(root / "tmp")):
+            raw = p | "Rows" >> beam.Create(raw_instances())
+            transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn)
+            _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_output"))
+
+    # The raw schema goes beside the transform graph, as the Transform component writes it.
+    metadata_io.write_metadata(metadata, str(root / "transform_output" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    tft_output = tft.TFTransformOutput(str(root / "transform_output"))
+    raw_batch = tf.io.parse_example(serialized_examples(), raw_feature_spec())
+    values = {k: v.numpy() for k, v in tft_output.transform_raw_features(raw_batch).items()}
+
+    path = root / "transformed_examples" / "part-0.gz"
+    path.parent.mkdir()
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for i in range(len(RAW_ROWS)):
+            example = tf.train.Example()
+            for key, column in values.items():
+                feature = example.features.feature[key]
+                if column.dtype.kind == "f":
+                    feature.float_list.value.append(float(column[i]))
+                else:
+                    feature.int64_list.value.append(int(column[i]))
+            writer.write(example.SerializeToString())
+    return values, tft_output, str(path.parent / "*.gz")

@@ -1,0 +1,92 @@
+"""Configuration: defaults, command-line overrides, and invalid values refused with the option named."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from models.model import Hyperparameters
+from pipeline.config import ConfigError, PipelineConfig
+
+
+def test_defaults_put_all_state_under_the_output_dir(tmp_path):
+    config = PipelineConfig(output_dir=tmp_path / "out")
+    for path in (config.pipeline_root, config.metadata_path, config.serving_model_dir, config.log_dir):
+        assert path.is_relative_to(config.output_dir)
+    assert config.serving_model_dir == config.output_dir / "serving" / "taxi"
+
+
+def test_relative_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert PipelineConfig(output_dir=Path("rel")).output_dir == tmp_path / "rel"
+
+
+def test_beam_args_always_name_the_runner_and_running_mode():
+    args = PipelineConfig(beam_mode="multi_processing", beam_workers=2).beam_args
+    assert "--runner=FnApiRunner" in args
+    assert "--direct_running_mode=multi_processing" in args
+    assert "--direct_num_workers=2" in args
+
+
+@pytest.mark.parametrize(
+    ("changes", "option"),
+    [
+        ({"train_steps": 0}, "--train-steps"),
+        ({"eval_steps": -1}, "--eval-steps"),
+        ({"min_auc": 1.5}, "--min-auc"),
+        ({"max_auc_drop": -0.1}, "--max-auc-drop"),
+        ({"beam_mode": "prism"}, "--beam-mode"),
+        ({"beam_workers": -2}, "--beam-workers"),
+        ({"model_name": "../escape"}, "--model-name"),
+        ({"hyperparameters": Hyperparameters(learning_rate=0)}, "--learning-rate"),
+        ({"hyperparameters": Hyperparameters(hidden_units=())}, "--hidden-units"),
+        ({"hyperparameters": Hyperparameters(distribution_strategy="tpu")}, "--distribution-strategy"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_option(changes, option):
+    with pytest.raises(ConfigError) as error:
+        PipelineConfig(**changes)
+    assert error.value.option == option
+    assert str(error.value).startswith(option)
+
+
+def test_data_dir_must_exist_and_hold_csv_files(tmp_path):
+    with pytest.raises(ConfigError, match="--data-dir: .*is not a directory"):
+        PipelineConfig(data_dir=tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"--data-dir: .*holds no \*\.csv file"):
+        PipelineConfig(data_dir=tmp_path)
+
+
+def test_command_line_overrides_reach_the_config_and_hyperparameters():
+    config = cli.build_config(
+        {"train_steps": 7, "hidden_units": "16,8", "mixed_precision": True, "enable_cache": False, "min_auc": None}
+    )
+    assert config.train_steps == 7
+    assert config.enable_cache is False
+    assert config.min_auc == PipelineConfig().min_auc
+    assert config.hyperparameters.hidden_units == (16, 8)
+    assert config.hyperparameters.mixed_precision is True
+
+
+def test_every_config_field_is_a_command_line_option():
+    params = {p.name for p in cli.run.params}
+    fields = {f.name for f in cli._config_fields()}
+    assert fields <= params
+    assert "train_batch_size" in params and "output_dir" in params
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--train-steps", "0"], "--train-steps: must be at least 1"),
+        (["--hidden-units", "64,x"], "--hidden-units: expects comma-separated integers"),
+        (["--beam-mode", "prism"], "Invalid value for '--beam-mode'"),
+        (["--no-such-option"], "No such option '--no-such-option'"),
+    ],
+)
+def test_cli_rejects_bad_options_before_running_anything(argv, message, tmp_path):
+    result = CliRunner().invoke(cli.main, ["run", "--output-dir", str(tmp_path / "out"), *argv])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was created
