@@ -6,6 +6,7 @@
 #   make test [ARGS="-k config ..."]        the default suite (what CI runs)
 #   make test-slow                          the default suite plus the slow checks
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
+#   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -19,7 +20,7 @@ SCHEMA_OUT ?= $(OUTPUT_DIR)/schema_draft.pbtxt
 ENV := bash tools/env.sh
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: run test test-slow exec schema env lock clean
+.PHONY: run test test-slow exec tensorboard schema env lock clean
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
@@ -33,6 +34,9 @@ test-slow:
 exec:
 	@test -n '$(CMD)' || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
 	$(ENV) exec bash -c '$(CMD)'
+
+tensorboard:
+	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"
 
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)

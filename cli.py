@@ -104,5 +104,19 @@ def schema(output: Path, **options: Any) -> None:
     click.echo(f"Draft schema written to {path}; diff it against pipeline/schema/schema.pbtxt and curate.")
 
 
+@main.command()
+@click.option("--output-dir", type=click.Path(path_type=Path), default=PipelineConfig().output_dir,
+              help="The run's output directory.")
+@click.option("--port", type=int, default=6006, show_default=True)
+def tensorboard(output_dir: Path, port: int) -> None:
+    """Serve TensorBoard on the Trainer's logs (every training run under OUTPUT_DIR)."""
+    import os
+
+    logdir = PipelineConfig(output_dir=output_dir).tensorboard_dir
+    if not logdir.is_dir():
+        raise click.ClickException(f"no training logs under {logdir}: run the pipeline first")
+    os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--port", str(port), "--bind_all"])
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,6 +54,12 @@ def _latest(output_dir: Path) -> run_summary.RunSummary:
     return run_summary.latest_run(run_summary.open_store(config.metadata_path), config.pipeline_name)
 
 
+def _pushed_version(summary: run_summary.RunSummary) -> Path:
+    pushed = summary.output("Pusher", "pushed_model")
+    assert run_summary.custom_property(pushed, "pushed") == 1
+    return Path(run_summary.custom_property(pushed, "pushed_destination"))
+
+
 def test_every_component_completed_on_the_first_run(two_runs):
     _, (_, summary), _ = two_runs
     assert set(summary.nodes) == ALL_NODES
@@ -64,17 +70,17 @@ def test_the_blessed_model_was_pushed_in_serving_layout(two_runs):
     output_dir, (first, summary), _ = two_runs
     blessing = summary.output("Evaluator", "blessing")
     assert run_summary.custom_property(blessing, "blessed") == 1
-    versions = sorted((output_dir / "serving" / "taxi").iterdir())
-    assert len(versions) == 1 and versions[0].name.isdigit()
-    assert (versions[0] / "saved_model.pb").is_file()
-    assert f"Pushed model:  {versions[0]}" in first.stdout
+    version = _pushed_version(summary)
+    assert version.parent == output_dir / "serving" / "taxi" and version.name.isdigit()
+    assert (version / "saved_model.pb").is_file()
+    assert f"Pushed model:  {version}" in first.stdout
     for line in ("MLMD store:", "Logs:", "TensorBoard:", "Eval metrics: auc="):
         assert line in first.stdout
 
 
 def test_pushed_model_answers_serialized_eval_examples_with_probabilities(two_runs):
-    output_dir, (_, summary), _ = two_runs
-    (version,) = (output_dir / "serving" / "taxi").iterdir()
+    _, (_, summary), _ = two_runs
+    version = _pushed_version(summary)
     examples_uri = summary.output("CsvExampleGen", "examples").uri
     files = tf.io.gfile.glob(f"{examples_uri}/Split-eval/*.gz")
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(32)]
