@@ -31,9 +31,11 @@ test:
 test-slow:
 	$(ENV) exec python -m pytest -m "slow or not slow" $(ARGS)
 
+# CMD reaches bash through the environment, so its quotes survive intact.
+export CMD
 exec:
-	@test -n '$(CMD)' || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
-	$(ENV) exec bash -c '$(CMD)'
+	@test -n "$$CMD" || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
+	$(ENV) exec bash -c "$$CMD"
 
 tensorboard:
 	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"
