@@ -31,11 +31,11 @@ test:
 test-slow:
 	$(ENV) exec python -m pytest -m "slow or not slow" $(ARGS)
 
-# CMD reaches bash through the environment, so its quotes survive intact.
-export CMD
+# $(value CMD): the command exactly as given ($VARS and quotes intact), single-quoted for bash.
+QUOTED_CMD = '$(subst ','\'',$(value CMD))'
 exec:
-	@test -n "$$CMD" || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
-	$(ENV) exec bash -c "$$CMD"
+	@test -n $(QUOTED_CMD) || { echo 'usage: make exec CMD="command ..."' >&2; exit 2; }
+	$(ENV) exec bash -c $(QUOTED_CMD)
 
 tensorboard:
 	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"

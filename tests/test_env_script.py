@@ -26,7 +26,8 @@ def env(tmp_path):
     lock = tmp_path / "lock.txt"
     lock.write_text("# no packages: enough to build and enter a venv\n")
     variables = dict(os.environ, TFX_PIPELINE_CACHE=str(tmp_path / "cache"), TFX_ENV_LOCK=str(lock))
-    variables.pop("TFX_ENV_ROUTE", None)
+    for name in ("TFX_ENV_ROUTE", "TFX_ENV_ACTIVE"):  # this suite itself runs inside the env
+        variables.pop(name, None)
     variables.pop("PYTHONPATH", None)
 
     def run(*args: str, cwd: Path = tmp_path, **extra: str) -> subprocess.CompletedProcess:

@@ -172,7 +172,10 @@ case ${1:-} in
   ensure) ensure ;;
   exec)
     shift; [ $# -gt 0 ] || die "usage: tools/env.sh exec COMMAND [ARGS...]"
+    # Already inside (a make target called from 'make exec', say): run it here, don't nest.
+    [ "${TFX_ENV_ACTIVE:-}" = 1 ] && exec "$@"
     ensure
+    export TFX_ENV_ACTIVE=1
     export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} VIRTUAL_ENV=$VENV
     if [ "$ROUTE" = native ]; then
       PATH=$VENV/bin:$PATH exec "$@"
