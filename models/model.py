@@ -31,6 +31,7 @@ class Hyperparameters:
     embedding_dim: int = 4
     distribution_strategy: str = "mirrored"
     mixed_precision: bool = False
+    seed: int = 42  # weights and shuffling; the same data and seed give the same model on a CPU
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,6 +66,7 @@ def make_dataset(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     shuffle: bool,
+    seed: int | None = None,
 ) -> tf.data.Dataset:
     """Endless (features, label) batches from Transform's gzipped TFRecords of tf.Examples."""
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
@@ -81,7 +83,7 @@ def make_dataset(
         files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
     ).cache()
     if shuffle:
-        dataset = dataset.shuffle(20_000, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(20_000, seed=seed, reshuffle_each_iteration=True)
     return (
         dataset.repeat()
         .batch(batch_size)
@@ -142,6 +144,7 @@ def train(
     log_dir: str | None = None,
 ) -> keras.Model:
     """Builds the model under the configured tf.distribute strategy and fits it."""
+    keras.utils.set_random_seed(hp.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if hp.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -155,7 +158,7 @@ def train(
     epochs = min(10, train_steps)
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")] if log_dir else []
     model.fit(
-        make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True),
+        make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True, seed=hp.seed),
         epochs=epochs,
         steps_per_epoch=math.ceil(train_steps / epochs),
         validation_data=make_dataset(eval_files, tf_transform_output, hp.eval_batch_size, shuffle=False),

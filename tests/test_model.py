@@ -77,3 +77,13 @@ def test_mixed_precision_trains_and_keeps_a_float32_output(transformed):
     assert trained.output.dtype == tf.float32
     assert any(layer.dtype_policy.name == "mixed_float16" for layer in trained.layers)
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+
+
+def test_the_same_seed_trains_the_same_model(transformed):
+    _, tft_output, examples = transformed
+    weights = [
+        model.train([examples], [examples], tft_output, TINY, train_steps=3, eval_steps=1).get_weights()
+        for _ in range(2)
+    ]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
