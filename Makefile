@@ -7,6 +7,7 @@
 #   make test-slow                          the default suite plus the slow checks
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
 #   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
+#   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -20,15 +21,17 @@ SCHEMA_OUT ?= $(OUTPUT_DIR)/schema_draft.pbtxt
 ENV := bash tools/env.sh
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: run test test-slow exec tensorboard schema env lock clean
+.PHONY: run test test-slow exec tensorboard bench-lineage schema env lock clean
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
 
 test:
+	$(ENV) selftest
 	$(ENV) exec python -m pytest $(ARGS)
 
 test-slow:
+	$(ENV) selftest
 	$(ENV) exec python -m pytest -m "slow or not slow" $(ARGS)
 
 # $(value CMD): the command exactly as given ($VARS and quotes intact), single-quoted for bash.
@@ -40,6 +43,9 @@ exec:
 tensorboard:
 	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"
 
+bench-lineage:
+	$(ENV) exec python -m lineage.bench --mlmd-sqlite "$(OUTPUT_DIR)/metadata.sqlite" $(ARGS)
+
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)
 
@@ -49,5 +55,6 @@ env:
 lock:
 	$(ENV) lock
 
-clean:
-	rm -rf outputs
+clean:   # removes the run state under OUTPUT_DIR (default ./outputs)
+	@case "$(OUTPUT_DIR)" in ""|/|.|..) echo "refusing to remove OUTPUT_DIR='$(OUTPUT_DIR)'" >&2; exit 2;; esac
+	rm -rf "$(OUTPUT_DIR)"

@@ -1,4 +1,4 @@
-"""The project's command line: `python -m cli run`, `python -m cli schema` (the Makefile calls these).
+"""The project's command line: `python -m cli run | schema | tensorboard | lineage ...` (make calls these).
 
 Options are generated from PipelineConfig's fields (and the model's Hyperparameters), so every
 setting has one definition and one flag.
@@ -14,7 +14,8 @@ from typing import Any, Callable
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
 import click
 
-from models.model import Hyperparameters
+from lineage.cli import lineage
+from models.hyperparameters import Hyperparameters
 from pipeline.config import ConfigError, PipelineConfig, option_name
 
 _NESTED = "hyperparameters"
@@ -81,6 +82,9 @@ def main() -> None:
     """The Chicago taxi TFX pipeline."""
 
 
+main.add_command(lineage)
+
+
 @main.command()
 @config_options
 def run(**options: Any) -> None:
@@ -104,18 +108,22 @@ def schema(output: Path, **options: Any) -> None:
     click.echo(f"Draft schema written to {path}; diff it against pipeline/schema/schema.pbtxt and curate.")
 
 
+DEFAULT_OUTPUT_DIR = PipelineConfig.__dataclass_fields__["output_dir"].default
+
+
 @main.command()
-@click.option("--output-dir", type=click.Path(path_type=Path), default=PipelineConfig().output_dir,
+@click.option("--output-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT_DIR, show_default=True,
               help="The run's output directory.")
 @click.option("--port", type=int, default=6006, show_default=True)
-def tensorboard(output_dir: Path, port: int) -> None:
+@click.option("--host", default="localhost", show_default=True, help="Interface to serve on (0.0.0.0: all).")
+def tensorboard(output_dir: Path, port: int, host: str) -> None:
     """Serve TensorBoard on the Trainer's logs (every training run under OUTPUT_DIR)."""
     import os
 
     logdir = PipelineConfig(output_dir=output_dir).tensorboard_dir
     if not logdir.is_dir():
         raise click.ClickException(f"no training logs under {logdir}: run the pipeline first")
-    os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--port", str(port), "--bind_all"])
+    os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--port", str(port), "--host", host])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ This runner only decides where things live; the pipeline itself is pipeline.crea
 import datetime
 import logging
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +17,17 @@ from absl import logging as absl_logging
 from tfx import v1 as tfx
 
 from data import taxi
-from pipeline import run_summary
+from lineage.metrics import overall_metrics
+from lineage.query import Lineage, RunInfo
+from lineage.store import StoreAddress, open_store
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline, create_schema_pipeline
+from pipeline.pipeline import (
+    CURATED_SCHEMA,
+    create_pipeline,
+    create_schema_pipeline,
+    schema_fingerprint,
+    schema_pipeline_name,
+)
 
 
 @contextmanager
@@ -47,32 +56,51 @@ def _prepare(config: PipelineConfig) -> Path:
     return config.data_dir or taxi.materialize()
 
 
-def run(config: PipelineConfig) -> run_summary.RunSummary:
+def latest_run(config: PipelineConfig, pipeline_name: str | None = None) -> RunInfo:
+    """The pipeline's most recent run, read back from its MLMD store."""
+    store = open_store(StoreAddress(sqlite=config.metadata_path))
+    return Lineage(store).latest_run(pipeline_name or config.pipeline_name)
+
+
+def stage_schema(config: PipelineConfig, schema_file: Path = CURATED_SCHEMA) -> Path:
+    """A copy of the schema at a path named by its content, so that editing it invalidates the cache."""
+    staged = config.pipeline_root / "_schemas" / schema_fingerprint(schema_file)[:16] / "schema.pbtxt"
+    if not staged.is_file():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(schema_file, staged)
+    return staged
+
+
+def run(config: PipelineConfig) -> RunInfo:
     """Runs the pipeline end to end and returns what its run did, read back from MLMD."""
     data_dir = _prepare(config)
     with _log_to_file(config.log_dir) as log_file:
         logging.info("Run configuration: %s", config)
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_dir))
-    summary = run_summary.latest_run(run_summary.open_store(config.metadata_path), config.pipeline_name)
+        try:
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_dir, stage_schema(config)))
+        except Exception:
+            print(f"The run failed; full log: {log_file}", file=sys.stderr)
+            raise
+    summary = latest_run(config)
     print(format_summary(config, summary, log_file))
     return summary
 
 
-def format_summary(config: PipelineConfig, summary: run_summary.RunSummary, log_file: Path) -> str:
-    states = ", ".join(f"{node} {node_run.state}" for node, node_run in summary.nodes.items())
+def format_summary(config: PipelineConfig, summary: RunInfo, log_file: Path) -> str:
+    states = ", ".join(f"{node} {state}" for node, state in summary.states().items())
     lines = [f"Run {summary.run_id}: {states}"]
     blessing = summary.output("Evaluator", "blessing")
     evaluation = summary.output("Evaluator", "evaluation")
     if evaluation is not None:
-        metrics = run_summary.overall_metrics(evaluation.uri)
+        metrics = overall_metrics(evaluation.uri)
         shown = {k: metrics[k] for k in ("auc", "binary_accuracy", "example_count") if k in metrics}
         lines.append("Eval metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
     if blessing is not None:
-        blessed = run_summary.custom_property(blessing, "blessed") == 1
+        blessed = blessing.properties.get("blessed") == 1
         lines.append(f"Model blessed: {'yes' if blessed else 'no (see the Evaluator thresholds)'}")
     pushed = summary.output("Pusher", "pushed_model")
-    if pushed is not None and run_summary.custom_property(pushed, "pushed") == 1:
-        lines.append(f"Pushed model:  {run_summary.custom_property(pushed, 'pushed_destination')}")
+    if pushed is not None and pushed.properties.get("pushed") == 1:
+        lines.append(f"Pushed model:  {pushed.properties['pushed_destination']}")
     else:
         lines.append(f"Pushed model:  none this run (serving directory: {config.serving_model_dir})")
     lines += [
@@ -89,9 +117,7 @@ def draft_schema(config: PipelineConfig, destination: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="schema-draft-") as scratch:
         scratch_config = config.replace(output_dir=Path(scratch))
         tfx.orchestration.LocalDagRunner().run(create_schema_pipeline(scratch_config, data_dir))
-        summary = run_summary.latest_run(
-            run_summary.open_store(scratch_config.metadata_path), f"{config.pipeline_name}_schema_draft"
-        )
+        summary = latest_run(scratch_config, schema_pipeline_name(config))
         schema = summary.output("SchemaGen", "schema")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(schema.uri) / "schema.pbtxt", destination)

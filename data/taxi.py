@@ -6,7 +6,9 @@ into DEFAULT_DATA_DIR the first time a run needs it.
 """
 
 import csv
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import tfx
@@ -24,7 +26,7 @@ def bundled_csv() -> Path:
 
 
 def materialize(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
-    """Copies the bundled CSV into `data_dir` unless an identical copy is there; returns data_dir.
+    """Copies the bundled CSV into `data_dir` unless a same-size copy is there; returns data_dir.
 
     copy2 keeps the file's modification time, and an unchanged file is left alone: ExampleGen
     fingerprints its input by size and mtime, so rewriting it would defeat the pipeline cache.
@@ -32,9 +34,10 @@ def materialize(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
     source, target = bundled_csv(), Path(data_dir) / "data.csv"
     if not (target.is_file() and target.stat().st_size == source.stat().st_size):
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".csv.partial")
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".data.csv.")  # one per caller
+        os.close(fd)
         shutil.copy2(source, partial)
-        partial.replace(target)  # atomic: a reader never sees half a file
+        os.replace(partial, target)  # atomic: a reader never sees half a file
     return Path(data_dir)
 
 

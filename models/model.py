@@ -4,45 +4,14 @@ Nothing here knows about TFX; `models.trainer.run_fn` adapts the Trainer's argum
 so the model is tested on a few rows without running a pipeline.
 """
 
-import dataclasses
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
 from models import features
-
-STRATEGIES = ("mirrored", "one_device", "default")
-
-
-@dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-    """What shapes and trains the model. Travels to the Trainer in its custom_config."""
-
-    # Chosen on the bundled data (eval AUC ~0.937, accuracy ~0.88): wider layers or more steps
-    # overfit its 10k training rows.
-    train_batch_size: int = 512
-    eval_batch_size: int = 1024
-    learning_rate: float = 0.002
-    hidden_units: tuple[int, ...] = (32, 16)
-    embedding_dim: int = 4
-    distribution_strategy: str = "mirrored"
-    mixed_precision: bool = False
-    seed: int = 42  # weights and shuffling; the same data and seed give the same model on a CPU
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Hyperparameters":
-        values = dict(values)
-        if "hidden_units" in values:
-            values["hidden_units"] = tuple(values["hidden_units"])
-        return cls(**values)
-
+from models.hyperparameters import STRATEGIES, Hyperparameters
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy called `name` (one of STRATEGIES)."""
@@ -154,13 +123,14 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    # Ten epochs give TensorBoard a curve; validation runs once, after the last.
-    epochs = min(10, train_steps)
+    # Up to ten epochs give TensorBoard a curve, exactly train_steps steps in all; validation
+    # runs once, after the last.
+    epochs = max(d for d in range(1, 11) if train_steps % d == 0)
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")] if log_dir else []
     model.fit(
         make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True, seed=hp.seed),
         epochs=epochs,
-        steps_per_epoch=math.ceil(train_steps / epochs),
+        steps_per_epoch=train_steps // epochs,
         validation_data=make_dataset(eval_files, tf_transform_output, hp.eval_batch_size, shuffle=False),
         validation_steps=eval_steps,
         validation_freq=epochs,

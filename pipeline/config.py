@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models.model import STRATEGIES, Hyperparameters
+from models.hyperparameters import STRATEGIES, Hyperparameters
 
 BEAM_MODES = ("in_memory", "multi_processing")
 
@@ -76,6 +76,9 @@ class PipelineConfig:
     hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
 
     def __post_init__(self) -> None:
+        if str(self.output_dir) in ("", "."):
+            # Most likely an empty OUTPUT_DIR=: state would land among the sources.
+            raise ConfigError("output_dir", "give a directory for the run's state (default: outputs)")
         # Paths are made absolute once, so every component and runner sees the same ones.
         object.__setattr__(self, "output_dir", Path(self.output_dir).expanduser().absolute())
         if self.data_dir is not None:
@@ -91,6 +94,8 @@ class PipelineConfig:
             "eval_batch_size": hp.eval_batch_size,
             "embedding_dim": hp.embedding_dim,
         }
+        if hp.seed < 0:
+            raise ConfigError("seed", f"must be 0 or more, got {hp.seed}")
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(name, f"must be at least 1, got {value}")
@@ -108,6 +113,8 @@ class PipelineConfig:
             raise ConfigError("beam_mode", f"must be one of {', '.join(BEAM_MODES)}")
         if self.beam_workers < 0:
             raise ConfigError("beam_workers", f"must be 0 (one per core) or more, got {self.beam_workers}")
+        if self.beam_mode == "in_memory" and self.beam_workers != 1:
+            raise ConfigError("beam_workers", "in_memory runs one worker; use --beam-mode multi_processing for more")
         for name in ("pipeline_name", "model_name"):
             value = getattr(self, name)
             if not value or not value.replace("_", "").replace("-", "").isalnum():

@@ -80,11 +80,26 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(config: PipelineConfig, data_dir: Path) -> tfx.dsl.Pipeline:
-    """The whole pipeline, from CSV files in `data_dir` to a pushed model."""
+CURATED_SCHEMA = SCHEMA_DIR / "schema.pbtxt"
+
+
+def schema_fingerprint(schema_file: Path = CURATED_SCHEMA) -> str:
+    return hashlib.sha256(Path(schema_file).read_bytes()).hexdigest()
+
+
+def schema_pipeline_name(config: PipelineConfig) -> str:
+    return f"{config.pipeline_name}_schema_draft"
+
+
+def create_pipeline(config: PipelineConfig, data_dir: Path, schema_file: Path = CURATED_SCHEMA) -> tfx.dsl.Pipeline:
+    """The whole pipeline, from CSV files in `data_dir` to a pushed model.
+
+    ImportSchemaGen's cache key is the schema file's path, not its content: runners pass a path
+    that changes with the content (see local_runner.stage_schema), so an edited schema is used.
+    """
     example_gen = tfx.components.CsvExampleGen(input_base=str(data_dir))  # train:eval 2:1 by hash
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_DIR / "schema.pbtxt"))
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(schema_file))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
@@ -155,7 +170,7 @@ def create_schema_pipeline(config: PipelineConfig, data_dir: Path) -> tfx.dsl.Pi
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
     )
     return tfx.dsl.Pipeline(
-        pipeline_name=f"{config.pipeline_name}_schema_draft",
+        pipeline_name=schema_pipeline_name(config),
         pipeline_root=str(config.pipeline_root),
         components=[example_gen, statistics_gen, schema_gen],
         enable_cache=False,

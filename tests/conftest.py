@@ -3,6 +3,8 @@
 import models  # noqa: F401  (the project's Keras choice, before TensorFlow is imported)
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import apache_beam as beam
@@ -13,8 +15,12 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
+from data import taxi
 from models import features, preprocessing
+from pipeline.config import PipelineConfig
 from pipeline.pipeline import SCHEMA_DIR
+
+REPO = Path(__file__).resolve().parent.parent
 
 NAN = math.nan
 
@@ -78,7 +84,7 @@ def transformed(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("tft")
     metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
-    with beam.Pipeline(argv=["--runner=FnApiRunner", "--direct_running_mode=in_memory"]) as p:
+    with beam.Pipeline(argv=PipelineConfig().beam_args) as p:
         with tft_beam.Context(temp_dir=str(root / "tmp")):
             raw = p | "Rows" >> beam.Create(raw_instances())
             transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn)
@@ -103,3 +109,48 @@ def transformed(tmp_path_factory):
                     feature.int64_list.value.append(int(column[i]))
             writer.write(example.SerializeToString())
     return values, tft_output, str(path.parent / "*.gz")
+
+
+# --- real pipeline runs, shared by the end-to-end and lineage tests (they cost minutes) ----------
+
+SMALL_RUN = [
+    "--train-steps", "60", "--eval-steps", "1", "--train-batch-size", "64",
+    # 600 rows are not the full data: the gates are lowered, not removed.
+    "--min-auc", "0.6", "--min-binary-accuracy", "0.6",
+]
+
+
+def run_cli(output_dir: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(data_dir)]
+    result = subprocess.run(argv + SMALL_RUN + list(extra), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def latest_summary(output_dir: Path):
+    import local_runner
+
+    return local_runner.latest_run(PipelineConfig(output_dir=output_dir))
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory):
+    """The pipeline run twice on a 600-row sample, the same command both times.
+
+    Returns (output_dir, data_dir, (first stdout result, its summary), (second ..., ...)).
+    """
+    root = tmp_path_factory.mktemp("e2e")
+    data_dir = taxi.write_sample(root / "data", rows=600)
+    output_dir = root / "out"
+    first = run_cli(output_dir, data_dir)
+    first_summary = latest_summary(output_dir)
+    second = run_cli(output_dir, data_dir)
+    return output_dir, data_dir, (first, first_summary), (second, latest_summary(output_dir))
+
+
+@pytest.fixture(scope="session")
+def third_run_with_a_changed_gate(two_runs):
+    """A third run on the same store with --min-auc changed: only the Evaluator's config differs."""
+    output_dir, data_dir, _, _ = two_runs
+    run_cli(output_dir, data_dir, "--min-auc", "0.61")
+    return output_dir

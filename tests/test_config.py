@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from models.model import Hyperparameters
+from models.hyperparameters import Hyperparameters
 from pipeline.config import ConfigError, PipelineConfig
 
 
@@ -42,6 +42,9 @@ def test_beam_args_always_name_the_runner_and_running_mode():
         ({"hyperparameters": Hyperparameters(learning_rate=0)}, "--learning-rate"),
         ({"hyperparameters": Hyperparameters(hidden_units=())}, "--hidden-units"),
         ({"hyperparameters": Hyperparameters(distribution_strategy="tpu")}, "--distribution-strategy"),
+        ({"hyperparameters": Hyperparameters(seed=-1)}, "--seed"),
+        ({"beam_workers": 2}, "--beam-workers"),  # in_memory runs one worker
+        ({"output_dir": Path("")}, "--output-dir"),  # what an empty OUTPUT_DIR= gives
     ],
 )
 def test_invalid_values_are_refused_naming_the_option(changes, option):

@@ -20,7 +20,7 @@ def test_materialize_copies_once_and_keeps_the_file_untouched_afterwards(tmp_pat
     os.utime(target, (1_000_000, 1_000_000))
     taxi.materialize(tmp_path / "taxi")
     assert target.stat().st_mtime == 1_000_000
-    assert [p.name for p in data_dir.iterdir()] == ["data.csv"]  # no partial file left behind
+    assert [p.name for p in data_dir.iterdir()] == ["data.csv"]  # no temporary file left behind
 
 
 def test_a_truncated_copy_is_replaced(tmp_path):

@@ -97,3 +97,16 @@ def test_exec_without_a_command_is_a_usage_error(env):
     run, _ = env
     result = run("exec")
     assert result.returncode != 0 and "usage" in result.stderr
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 39), reason="the native route needs glibc >= 2.39")
+def test_concurrent_first_calls_build_once(env):
+    run, cache = env
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run("ensure", TFX_ENV_ROUTE="native"), range(2)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert sum("installing" in r.stderr for r in results) == 1
+    assert len(list(cache.glob("venv-py*"))) == 1
+

@@ -4,72 +4,38 @@ Real parts throughout: CsvExampleGen, TFDV, TFT and TFMA on Beam, Keras training
 store. A few hundred rows and a few training steps keep it to a couple of minutes.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from data import taxi
-from pipeline import run_summary
-from pipeline.config import PipelineConfig
+from lineage.metrics import overall_metrics
+from lineage.query import RunInfo
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parent.parent
 ALL_NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
     "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
 }
-UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"}
+UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"}
 
-
-def run_cli(output_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable, "-m", "cli", "run",
-        "--output-dir", str(output_dir), "--data-dir", str(data_dir),
-        "--train-steps", "60", "--eval-steps", "1", "--train-batch-size", "64",
-        # 600 rows are not the full data: the gates are lowered, not removed.
-        "--min-auc", "0.6", "--min-binary-accuracy", "0.6",
-    ]
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    data_dir = taxi.write_sample(root / "data", rows=600)
-    output_dir = root / "out"
-    first = run_cli(output_dir, data_dir)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    first_summary = _latest(output_dir)
-    second = run_cli(output_dir, data_dir)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
-    return output_dir, (first, first_summary), (second, _latest(output_dir))
-
-
-def _latest(output_dir: Path) -> run_summary.RunSummary:
-    config = PipelineConfig(output_dir=output_dir)
-    return run_summary.latest_run(run_summary.open_store(config.metadata_path), config.pipeline_name)
-
-
-def _pushed_version(summary: run_summary.RunSummary) -> Path:
+def _pushed_version(summary: RunInfo) -> Path:
     pushed = summary.output("Pusher", "pushed_model")
-    assert run_summary.custom_property(pushed, "pushed") == 1
-    return Path(run_summary.custom_property(pushed, "pushed_destination"))
+    assert pushed.properties["pushed"] == 1
+    return Path(pushed.properties["pushed_destination"])
 
 
 def test_every_component_completed_on_the_first_run(two_runs):
-    _, (_, summary), _ = two_runs
-    assert set(summary.nodes) == ALL_NODES
-    assert {n: r.state for n, r in summary.nodes.items()} == {n: "COMPLETE" for n in ALL_NODES}
+    _, _, (_, summary), _ = two_runs
+    assert summary.states() == {n: "COMPLETE" for n in ALL_NODES}
 
 
 def test_the_blessed_model_was_pushed_in_serving_layout(two_runs):
-    output_dir, (first, summary), _ = two_runs
+    output_dir, _, (first, summary), _ = two_runs
     blessing = summary.output("Evaluator", "blessing")
-    assert run_summary.custom_property(blessing, "blessed") == 1
+    assert blessing.properties["blessed"] == 1
     version = _pushed_version(summary)
     assert version.parent == output_dir / "serving" / "taxi" and version.name.isdigit()
     assert (version / "saved_model.pb").is_file()
@@ -79,7 +45,7 @@ def test_the_blessed_model_was_pushed_in_serving_layout(two_runs):
 
 
 def test_pushed_model_answers_serialized_eval_examples_with_probabilities(two_runs):
-    _, (_, summary), _ = two_runs
+    _, _, (_, summary), _ = two_runs
     version = _pushed_version(summary)
     examples_uri = summary.output("CsvExampleGen", "examples").uri
     files = tf.io.gfile.glob(f"{examples_uri}/Split-eval/*.gz")
@@ -93,28 +59,43 @@ def test_pushed_model_answers_serialized_eval_examples_with_probabilities(two_ru
 
 
 def test_the_evaluation_holds_the_gated_metrics(two_runs):
-    _, (_, summary), _ = two_runs
-    metrics = run_summary.overall_metrics(summary.output("Evaluator", "evaluation").uri)
+    _, _, (_, summary), _ = two_runs
+    metrics = overall_metrics(summary.output("Evaluator", "evaluation").uri)
     assert {"auc", "binary_accuracy", "example_count", "calibration"} <= set(metrics)
     assert metrics["example_count"] > 100
     assert 0.6 <= metrics["auc"] <= 1
 
 
 def test_second_run_is_served_from_cache(two_runs):
-    output_dir, (_, first), (second_out, second) = two_runs
+    output_dir, _, (_, first), (_, second) = two_runs
     assert second.run_id != first.run_id
-    states = {n: r.state for n, r in second.nodes.items()}
+    states = second.states()
     assert all(states[n] == "CACHED" for n in UPSTREAM), states
     # Cached means the same artifacts, not new copies.
     assert second.output("Trainer", "model").id == first.output("Trainer", "model").id
     # The Evaluator reruns once, now with a baseline (the first run's blessed model): the gate
     # compares the candidate against it, and the candidate is the same model, so it passes again.
     assert states["latest_blessed_model_resolver"] == "COMPLETE"
-    blessing = second.output("Evaluator", "blessing")
-    assert run_summary.custom_property(blessing, "blessed") == 1
+    assert second.output("Evaluator", "blessing").properties["blessed"] == 1
 
 
 def test_logs_go_to_a_file_under_the_output_dir(two_runs):
-    output_dir, _, _ = two_runs
+    output_dir, _, _, _ = two_runs
     logs = sorted((output_dir / "logs").glob("run-*.log"))
-    assert logs and "Component Trainer is finished" in logs[-1].read_text()
+    assert logs and "Component Trainer is finished" in logs[0].read_text()
+
+
+def test_the_sample_has_no_anomalies_against_the_curated_schema(two_runs):
+    _, _, (_, summary), _ = two_runs
+    uri = Path(summary.output("ExampleValidator", "anomalies").uri)
+    diffs = sorted(uri.glob("Split-*/SchemaDiff.pb"))
+    assert {d.parent.name for d in diffs} == {"Split-train", "Split-eval"}
+    for path in diffs:
+        anomalies = anomalies_pb2.Anomalies.FromString(path.read_bytes())
+        assert not anomalies.anomaly_info, {k: v.short_description for k, v in anomalies.anomaly_info.items()}
+
+
+def test_training_wrote_tensorboard_logs_where_the_readme_says(two_runs):
+    output_dir, _, _, _ = two_runs
+    events = list((output_dir / "pipeline_root" / "Trainer" / "model_run").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)

@@ -63,3 +63,15 @@ def test_label_is_tip_above_twenty_percent_of_fare(transformed):
     expected = [int(r["tips"] > 0.2 * r["fare"]) for r in RAW_ROWS]
     assert expected == [0, 1, 0, 1, 0, 1]
     assert values[features.LABEL_KEY].tolist() == expected
+
+
+def test_missing_fare_or_tips_give_label_zero_and_missing_ints_their_own_term(transformed):
+    import tensorflow as tf
+    from tests.conftest import raw_feature_spec, serialized_examples
+
+    _, tft_output, _ = transformed
+    rows = [dict(RAW_ROWS[1], fare=None), dict(RAW_ROWS[1], tips=None), dict(RAW_ROWS[1], trip_start_hour=None)]
+    out = tft_output.transform_raw_features(tf.io.parse_example(serialized_examples(rows), raw_feature_spec()))
+    assert out[features.LABEL_KEY].numpy().tolist()[:2] == [0, 0]
+    # The vocabulary never saw a missing hour: the missing term is out of vocabulary, the OOV id.
+    assert out[xf("trip_start_hour")].numpy().tolist()[2] == tft_output.vocabulary_size_by_name("trip_start_hour")

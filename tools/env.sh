@@ -4,6 +4,7 @@
 #   tools/env.sh ensure        build the environment if needed (reused when already built)
 #   tools/env.sh exec CMD...   run CMD inside it, in the current directory, with the repo importable
 #   tools/env.sh info          print the route and where things live
+#   tools/env.sh selftest      check that paths inside are this machine's own (make test runs it)
 #
 # Two routes, chosen automatically (override with TFX_ENV_ROUTE=native|rootfs):
 #   native  a virtualenv on this machine's own Python. Needs CPython 3.11-3.13 and, on Linux,
@@ -20,7 +21,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 LOCK_FILE=${TFX_ENV_LOCK:-$REPO/requirements/lock.txt}   # TFX_ENV_LOCK: for the tests of this script
-CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tfx-taxi-pipeline}
+CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tfx-taxi-pipeline}
 SUITE=trixie
 UV_VERSION=0.13.9   # resolves the lock (make lock) only; installs use plain pip
 ROOTFS=$CACHE/rootfs-$SUITE
@@ -31,7 +32,11 @@ SYSTEM_DIRS=" bin boot dev etc lib lib32 lib64 libx32 lost+found proc run sbin s
 say() { printf 'env: %s\n' "$*" >&2; }
 die() { printf 'env: error: %s\n' "$*" >&2; exit 1; }
 
-lock_key() { { sha256sum "$LOCK_FILE" 2>/dev/null || echo nolock; } | cut -c1-12; }
+sha256() { if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi; }
+lock_key() {
+  [ -f "$LOCK_FILE" ] || die "no lock file at $LOCK_FILE ('make lock' writes it)"
+  sha256 "$LOCK_FILE" | cut -c1-12
+}
 
 # Prints why this machine's Python cannot take the stack's wheels; prints nothing when it can.
 native_blocker() {
@@ -80,7 +85,10 @@ build_rootfs() {
   [ "$(id -u)" = 0 ] || die "the rootfs route needs root (debootstrap and chroot); run as root, or use a machine with glibc >= 2.39 for the native route"
   if ! command -v debootstrap >/dev/null 2>&1; then
     say "installing debootstrap (apt-get)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    apt-get update -qq || die "apt-get update failed: debootstrap cannot be installed"
+    # The keyring lets debootstrap verify Debian's archive on non-Debian hosts (Ubuntu) too.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap debian-archive-keyring >/dev/null \
+      || die "apt-get install debootstrap failed"
   fi
   rm -rf "$ROOTFS.partial" "$ROOTFS"
   say "building a Debian 13 ($SUITE) root filesystem in $ROOTFS (about a minute, once)"
@@ -99,11 +107,19 @@ enter_rootfs() {
   for name in dev proc sys; do mount --rbind "/$name" "$ROOTFS/$name"; done
   for d in /*; do
     name=${d#/}
-    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    [ -d "$d" ] || continue
     case "$SYSTEM_DIRS" in *" $name "*) continue ;; esac
-    mkdir -p "$ROOTFS$d" && mount --rbind "$d" "$ROOTFS$d"
+    if [ -L "$d" ]; then   # e.g. /data -> /mnt/disk: the same link inside, to the bound target
+      [ -e "$ROOTFS$d" ] || ln -s "$(readlink "$d")" "$ROOTFS$d"
+    else
+      mkdir -p "$ROOTFS$d" && mount --rbind "$d" "$ROOTFS$d"
+    fi
   done
-  for d in /var/tmp "$REPO" "$PWD"; do      # user paths under a system directory: bind them alone
+  # The cache (so the rootfs itself) usually sits under a bound directory such as /root: hide that
+  # nested view, so nothing run inside can walk back into the binds through it.
+  [ -d "$ROOTFS$ROOTFS" ] && mount -t tmpfs -o ro,size=4k,mode=0555 rootfs-self "$ROOTFS$ROOTFS"
+  for d in /var/tmp "$REPO" "$PWD" "${HOME:-}" "${TMPDIR:-}"; do   # user paths under system dirs
+    [ -n "$d" ] || continue
     name=${d#/}; name=${name%%/*}
     case "$SYSTEM_DIRS" in *" $name "*) ;; *) continue ;; esac
     [ -d "$d" ] && ! mountpoint -q "$ROOTFS$d" || continue
@@ -111,7 +127,7 @@ enter_rootfs() {
   done
   # The host's name resolution and trusted CAs (a site may add its own CA), bound file by file.
   for f in /etc/resolv.conf /etc/hosts /etc/ssl/certs/ca-certificates.crt \
-           ${PIP_CERT:-} ${SSL_CERT_FILE:-} ${REQUESTS_CA_BUNDLE:-}; do
+           "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}"; do
     case "$f" in /etc/*) ;; *) continue ;; esac   # files elsewhere are visible through their directory
     [ -f "$f" ] || continue
     mkdir -p "$(dirname "$ROOTFS$f")" && { [ -e "$ROOTFS$f" ] || touch "$ROOTFS$f"; }
@@ -123,7 +139,7 @@ enter_rootfs() {
     /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
 }
 
-rootfs_exec() { unshare --mount --propagation private -- "$BASH" "$0" __enter "$@"; }
+rootfs_exec() { unshare --mount --propagation private -- "$BASH" "$REPO/tools/env.sh" __enter "$@"; }
 
 # --- the virtualenv -------------------------------------------------------------------------------
 
@@ -149,10 +165,10 @@ build_venv() {
 
 prune_old_venvs() {
   # Each venv is ~3 GB: keep this one and the most recent other one (another clone may use it).
-  local parent pattern
-  if [ "$ROUTE" = native ]; then parent=$CACHE; pattern='venv-py*'; else parent=$ROOTFS/usr/local/tfx-venvs; pattern='*'; fi
-  find "$parent" -mindepth 1 -maxdepth 1 -type d -name "$pattern" ! -path "$VENV_HOST" -printf '%T@ %p\n' 2>/dev/null \
-    | sort -rn | tail -n +2 | cut -d' ' -f2- | while read -r old; do rm -rf "$old"; done
+  local pattern old
+  if [ "$ROUTE" = native ]; then pattern="$CACHE/venv-py*"; else pattern="$ROOTFS/usr/local/tfx-venvs/????????????"; fi
+  # shellcheck disable=SC2086  # the pattern is meant to glob
+  ls -1dt $pattern 2>/dev/null | grep -vxF "$VENV_HOST" | tail -n +2 | while read -r old; do rm -rf "$old"; done || true
 }
 
 ensure() {
@@ -160,7 +176,8 @@ ensure() {
   choose_route
   if [ ! -f "$VENV_HOST/.complete" ] || { [ "$ROUTE" = rootfs ] && [ ! -f "$ROOTFS/.complete" ]; }; then
     exec 9>"$CACHE/.build.lock"
-    flock 9   # one build at a time; a second caller waits, then finds it built
+    # One build at a time: a second caller waits, then finds it built (no flock on macOS: no lock).
+    if command -v flock >/dev/null; then flock 9; fi
     [ "$ROUTE" = rootfs ] && build_rootfs
     build_venv
     exec 9>&-
@@ -175,11 +192,14 @@ case ${1:-} in
     # Already inside (a make target called from 'make exec', say): run it here, don't nest.
     [ "${TFX_ENV_ACTIVE:-}" = 1 ] && exec "$@"
     ensure
-    export TFX_ENV_ACTIVE=1
-    export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} VIRTUAL_ENV=$VENV
+    # Keras 2 for every process, also scripts that import TensorFlow before the project's code
+    # (models/__init__.py makes the same choice for Python entry points).
+    export TFX_ENV_ACTIVE=1 TF_USE_LEGACY_KERAS=1 VIRTUAL_ENV=$VENV
     if [ "$ROUTE" = native ]; then
+      export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
       PATH=$VENV/bin:$PATH exec "$@"
     else
+      export PYTHONPATH=$REPO   # the host's own PYTHONPATH is for its Python, not the rootfs's
       rootfs_exec /usr/bin/env PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
     fi ;;
   lock)
@@ -197,7 +217,25 @@ case ${1:-} in
         --extra dev "$REPO/pyproject.toml"; } > "$LOCK_FILE.partial"
     mv "$LOCK_FILE.partial" "$LOCK_FILE"
     rm -rf "$VENV_HOST"; say "wrote $LOCK_FILE" ;;
+  selftest)
+    # The path promise, checked both ways: what the host writes under /tmp, $HOME and the current
+    # directory, the environment reads at the same paths, and what it writes the host reads.
+    ensure
+    probe=$(mktemp -d "${TMPDIR:-/tmp}/tfx-env-selftest.XXXXXX")
+    home_probe=$(mktemp "${HOME:-/root}/.tfx-env-selftest.XXXXXX")
+    trap 'rm -rf "$probe" "$home_probe"' EXIT
+    echo host > "$probe/from-host"; echo host > "$home_probe"
+    "$BASH" "$REPO/tools/env.sh" exec python -c '
+import os, sys
+probe, home_probe, cwd = sys.argv[1:4]
+assert open(probe + "/from-host").read() == "host\n", "the host /tmp is not visible"
+assert open(home_probe).read() == "host\n", "the host $HOME is not visible"
+assert os.getcwd() == cwd, f"cwd {os.getcwd()} != {cwd}"
+open(probe + "/from-env", "w").write("env\n")
+' "$probe" "$home_probe" "$PWD" 2>/dev/null || die "selftest: the environment does not see this machine's paths"
+    [ "$(cat "$probe/from-env" 2>/dev/null)" = env ] || die "selftest: files written inside the environment are not on this machine"
+    say "selftest: /tmp, \$HOME and the current directory are this machine's own paths, both ways" ;;
   info) choose_route; echo "route=$ROUTE reason=$WHY cache=$CACHE venv=$VENV_HOST" ;;
   __enter) shift; enter_rootfs "$@" ;;
-  *) die "usage: tools/env.sh ensure | exec COMMAND [ARGS...] | info" ;;
+  *) die "usage: tools/env.sh ensure | exec COMMAND [ARGS...] | info | selftest | lock" ;;
 esac

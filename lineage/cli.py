@@ -1,0 +1,131 @@
+"""`python -m cli lineage ...`: ask an MLMD store about runs, traces, graphs and diffs."""
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from lineage import query, render
+from lineage.store import LineageError, StoreAddress, open_store
+
+
+def _store_options(command: Callable) -> Callable:
+    options = [
+        click.option("--output-dir", type=click.Path(path_type=Path), default=None,
+                     help="Output directory of a local run: its metadata.sqlite is the default store."),
+        click.option("--mlmd-sqlite", type=click.Path(path_type=Path), help="An SQLite MLMD store file."),
+        click.option("--mysql-host", help="MySQL MLMD store host."),
+        click.option("--mysql-port", type=int, default=3306, show_default=True),
+        click.option("--mysql-database", help="MySQL database holding the store."),
+        click.option("--mysql-user", envvar="MLMD_MYSQL_USER"),
+        click.option("--mysql-password", envvar="MLMD_MYSQL_PASSWORD", help="Or MLMD_MYSQL_PASSWORD."),
+        click.option("--grpc-host", help="An MLMD gRPC server (e.g. KFP's metadata-grpc-service)."),
+        click.option("--grpc-port", type=int, default=8080, show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _address(output_dir: Path | None, mlmd_sqlite: Path | None, **kwargs: Any) -> StoreAddress:
+    if not (mlmd_sqlite or kwargs.get("mysql_host") or kwargs.get("grpc_host")):
+        from pipeline.config import PipelineConfig  # the local runner's layout, defined once
+
+        config = PipelineConfig(output_dir=output_dir) if output_dir else PipelineConfig()
+        mlmd_sqlite = config.metadata_path
+    return StoreAddress(sqlite=mlmd_sqlite, **kwargs)
+
+
+def _command(fn: Callable) -> Callable:
+    """Opens the store from the options, turns LineageErrors into a message and exit code 1."""
+
+    @_store_options
+    @functools.wraps(fn)
+    def wrapper(output_dir, mlmd_sqlite, mysql_host, mysql_port, mysql_database, mysql_user,
+                mysql_password, grpc_host, grpc_port, as_json, **kwargs):
+        address = _address(output_dir, mlmd_sqlite, mysql_host=mysql_host, mysql_port=mysql_port,
+                           mysql_database=mysql_database, mysql_user=mysql_user,
+                           mysql_password=mysql_password, grpc_host=grpc_host, grpc_port=grpc_port)
+        try:
+            result = fn(query.Lineage(open_store(address)), **kwargs)
+        except LineageError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)
+        text, data = result
+        click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+    return wrapper
+
+
+@click.group()
+def lineage() -> None:
+    """Lineage in the ML Metadata store: runs, traces, graphs and diffs."""
+
+
+@lineage.command()
+@click.option("--pipeline", help="Only this pipeline's runs.")
+@_command
+def runs(lin: query.Lineage, pipeline: str | None):
+    """Pipeline runs: start, duration, final state, and each node's state."""
+    found = lin.runs(pipeline)
+    if not found:
+        raise LineageError("the store holds no pipeline run" + (f" of {pipeline!r}" if pipeline else ""))
+    return render.runs_table(found), [r.to_json() for r in found]
+
+
+@lineage.command()
+@click.argument("run_ref", default="latest")
+@_command
+def show(lin: query.Lineage, run_ref: str):
+    """One run (id, unique prefix, 'latest' or 'latest~N'): each node's code, parameters, inputs, outputs."""
+    run = lin.run(run_ref)
+    return render.show_text(run), run.to_json(with_io=True)
+
+
+@lineage.command()
+@click.argument("artifact_ref")
+@click.option("--downstream", is_flag=True, help="Follow the artifact forward instead of back.")
+@_command
+def trace(lin: query.Lineage, artifact_ref: str, downstream: bool):
+    """Where an artifact came from (or what it fed).
+
+    ARTIFACT_REF: an id, a URI, latest-pushed-model, latest-model, or latest:<ArtifactType>.
+    """
+    found = lin.trace(artifact_ref, downstream=downstream)
+    return render.trace_text(found), found.to_json()
+
+
+@lineage.command()
+@click.argument("target", default="latest")
+@click.option("--artifact", is_flag=True, help="TARGET is an artifact: draw its trace, not a run.")
+@click.option("--downstream", is_flag=True, help="With --artifact: the downstream trace.")
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True,
+              help="Text printed to the console.")
+@click.option("--picture", type=click.Path(path_type=Path), help="Also draw it to this .png or .svg file.")
+@_command
+def graph(lin: query.Lineage, target: str, artifact: bool, downstream: bool, fmt: str, picture: Path | None):
+    """A run (default: the latest) or an artifact's trace as DOT or Mermaid, and as a picture."""
+    g = render.graph_of_trace(lin.trace(target, downstream)) if artifact else render.graph_of_run(lin.run(target))
+    if picture is not None:
+        if picture.suffix.lower() not in (".png", ".svg"):
+            raise LineageError(f"--picture {picture}: give a .png or .svg file name")
+        render.draw(g, picture)
+    text = render.to_dot(g) if fmt == "dot" else render.to_mermaid(g)
+    return text, {"dot": render.to_dot(g), "mermaid": render.to_mermaid(g), "picture": str(picture) if picture else None}
+
+
+@lineage.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--no-metrics", is_flag=True, help="Skip the evaluation metrics (faster: no TFMA import).")
+@_command
+def diff(lin: query.Lineage, run_a: str, run_b: str, no_metrics: bool):
+    """Parameters, input artifacts and evaluation metrics that differ between two runs."""
+    from lineage import metrics
+
+    found = query.diff_runs(lin.run(run_a), lin.run(run_b), None if no_metrics else metrics.run_metrics)
+    return render.diff_text(found), found
