@@ -25,7 +25,14 @@ def _when(run: RunInfo) -> str:
 def runs_table(runs: list[RunInfo]) -> str:
     rows = []
     for run in runs:
-        nodes = " ".join(f"{e.node_id}:{e.state}" for e in run.executions)
+        counts: dict[str, list[str]] = {}
+        for e in run.executions:
+            counts.setdefault(e.state, []).append(e.node_id)
+        # Counts for the usual states; names where something needs a look (FAILED, RUNNING, ...).
+        nodes = ", ".join(
+            f"{state} {len(names)}" if state in ("COMPLETE", "CACHED") else f"{state}: {' '.join(names)}"
+            for state, names in sorted(counts.items())
+        )
         rows.append([run.run_id, run.pipeline, _when(run), f"{run.seconds:.1f}", run.state, nodes])
     return tabulate(rows, headers=["run", "pipeline", "started (UTC)", "seconds", "state", "nodes"])
 
