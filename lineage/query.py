@@ -420,7 +420,9 @@ def diff_runs(a: RunInfo, b: RunInfo, metrics_of=None) -> dict[str, Any]:
                 uris_a = [x.uri for x in (ea.inputs.get(key, []) if ea else [])]
                 uris_b = [x.uri for x in (eb.inputs.get(key, []) if eb else [])]
                 out["inputs"].append({"node": node, "input": key, "a": uris_a, "b": uris_b})
-    if metrics_of is not None:
+    if metrics_of is None:
+        out["metrics"] = None  # not read, which is not the same as "no difference"
+    else:
         ma, mb = metrics_of(a), metrics_of(b)
         for key in sorted(set(ma) | set(mb)):
             if ma.get(key) != mb.get(key):

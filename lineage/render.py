@@ -37,6 +37,18 @@ def runs_table(runs: list[RunInfo]) -> str:
     return tabulate(rows, headers=["run", "pipeline", "started (UTC)", "seconds", "state", "nodes"])
 
 
+def _nested_items(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Dicts opened up (custom_config.hyperparameters.learning_rate = ...); lists kept whole."""
+    items = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            items += _nested_items(value, f"{name}.")
+        else:
+            items.append((name, value))
+    return items
+
+
 def _artifact_line(artifact: ArtifactInfo) -> str:
     keys = {k: artifact.properties[k] for k in KEY_PROPERTIES if k in artifact.properties}
     extra = " " + " ".join(f"{k}={_short(v, 40)}" for k, v in keys.items()) if keys else ""
@@ -50,8 +62,8 @@ def execution_block(execution: ExecutionInfo, reused: int = 0) -> str:
     lines = [head]
     for key, value in execution.code().items():
         lines.append(f"    code      {key} = {value}")
-    for key, value in sorted(execution.properties.items()):
-        if key not in execution.code():
+    for key, value in sorted(_nested_items(execution.properties)):
+        if key not in execution.code() and not key.endswith(".code_fingerprint"):
             lines.append(f"    parameter {key} = {_short(value)}")
     for direction, io in (("in ", execution.inputs), ("out", execution.outputs)):
         for key, artifacts in sorted(io.items()):
@@ -80,8 +92,16 @@ def diff_text(diff: dict[str, Any]) -> str:
         ("Input artifacts", "inputs", ["node", "input", "a", "b"]),
         ("Evaluation metrics", "metrics", ["metric", "a", "b"]),
     ]
+    def cell(section: str, value: Any) -> str:
+        if section == "inputs":  # URIs differ at their end (the artifact's id directory)
+            return ", ".join(uri if len(uri) <= 50 else "..." + uri[-47:] for uri in value) or "-"
+        return _short(value, 50)
+
     for title, key, columns in sections:
-        rows = [[_short(row[c], 50) if c in ("a", "b") else row[c] for c in columns] for row in diff[key]]
+        if diff[key] is None:
+            parts.append(f"{title}: not compared")
+            continue
+        rows = [[cell(key, row[c]) if c in ("a", "b") else row[c] for c in columns] for row in diff[key]]
         parts.append(f"{title}: " + ("no difference" if not rows else "\n" + tabulate(rows, headers=columns)))
     return "\n\n".join(parts)
 
