@@ -110,3 +110,9 @@ def test_concurrent_first_calls_build_once(env):
     assert sum("installing" in r.stderr for r in results) == 1
     assert len(list(cache.glob("venv-py*"))) == 1
 
+
+
+def test_the_console_script_runs_the_cli():
+    result = subprocess.run([str(REPO / "tools" / "bin" / "tfx-taxi"), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(command in result.stdout for command in ("run", "lineage", "schema", "tensorboard"))

@@ -197,10 +197,10 @@ case ${1:-} in
     export TFX_ENV_ACTIVE=1 TF_USE_LEGACY_KERAS=1 VIRTUAL_ENV=$VENV
     if [ "$ROUTE" = native ]; then
       export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
-      PATH=$VENV/bin:$PATH exec "$@"
+      PATH=$REPO/tools/bin:$VENV/bin:$PATH exec "$@"
     else
       export PYTHONPATH=$REPO   # the host's own PYTHONPATH is for its Python, not the rootfs's
-      rootfs_exec /usr/bin/env PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
+      rootfs_exec /usr/bin/env PATH="$REPO/tools/bin:$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
     fi ;;
   lock)
     # Re-resolves pyproject.toml's ranges into the lock: one universal file (markers where the
