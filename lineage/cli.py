@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from ml_metadata import errors
 
 from lineage import query, render
 from lineage.store import LineageError, StoreAddress, open_store
@@ -55,6 +56,9 @@ def _command(fn: Callable) -> Callable:
         except LineageError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(1)
+        except (errors.StatusError, OSError) as error:  # e.g. "database is locked", an unwritable picture
+            click.echo(f"Error: {address.describe()}: {type(error).__name__}: {error}", err=True)
+            sys.exit(1)
         text, data = result
         click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
@@ -77,25 +81,31 @@ def runs(lin: query.Lineage, pipeline: str | None):
     return render.runs_table(found), [r.to_json() for r in found]
 
 
+PIPELINE = click.option("--pipeline", help="The pipeline, when the store holds runs of several.")
+
+
 @lineage.command()
 @click.argument("run_ref", default="latest")
+@PIPELINE
 @_command
-def show(lin: query.Lineage, run_ref: str):
+def show(lin: query.Lineage, run_ref: str, pipeline: str | None):
     """One run (id, unique prefix, 'latest' or 'latest~N'): each node's code, parameters, inputs, outputs."""
-    run = lin.run(run_ref)
+    run = lin.run(run_ref, pipeline=pipeline)
     return render.show_text(run), run.to_json(with_io=True)
 
 
 @lineage.command()
 @click.argument("artifact_ref")
 @click.option("--downstream", is_flag=True, help="Follow the artifact forward instead of back.")
+@click.option("--with-baselines", is_flag=True,
+              help="Upstream: also follow the baseline models an Evaluator compared against.")
 @_command
-def trace(lin: query.Lineage, artifact_ref: str, downstream: bool):
+def trace(lin: query.Lineage, artifact_ref: str, downstream: bool, with_baselines: bool):
     """Where an artifact came from (or what it fed).
 
     ARTIFACT_REF: an id, a URI, latest-pushed-model, latest-model, or latest:<ArtifactType>.
     """
-    found = lin.trace(artifact_ref, downstream=downstream)
+    found = lin.trace(artifact_ref, downstream=downstream, with_baselines=with_baselines)
     return render.trace_text(found), found.to_json()
 
 
@@ -106,10 +116,13 @@ def trace(lin: query.Lineage, artifact_ref: str, downstream: bool):
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True,
               help="Text printed to the console.")
 @click.option("--picture", type=click.Path(path_type=Path), help="Also draw it to this .png or .svg file.")
+@PIPELINE
 @_command
-def graph(lin: query.Lineage, target: str, artifact: bool, downstream: bool, fmt: str, picture: Path | None):
+def graph(lin: query.Lineage, target: str, artifact: bool, downstream: bool, fmt: str, picture: Path | None,
+          pipeline: str | None):
     """A run (default: the latest) or an artifact's trace as DOT or Mermaid, and as a picture."""
-    g = render.graph_of_trace(lin.trace(target, downstream)) if artifact else render.graph_of_run(lin.run(target))
+    g = (render.graph_of_trace(lin.trace(target, downstream)) if artifact
+         else render.graph_of_run(lin.run(target, pipeline=pipeline)))
     if picture is not None:
         if picture.suffix.lower() not in (".png", ".svg"):
             raise LineageError(f"--picture {picture}: give a .png or .svg file name")
@@ -122,10 +135,12 @@ def graph(lin: query.Lineage, target: str, artifact: bool, downstream: bool, fmt
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--no-metrics", is_flag=True, help="Skip the evaluation metrics (faster: no TFMA import).")
+@PIPELINE
 @_command
-def diff(lin: query.Lineage, run_a: str, run_b: str, no_metrics: bool):
+def diff(lin: query.Lineage, run_a: str, run_b: str, no_metrics: bool, pipeline: str | None):
     """Parameters, input artifacts and evaluation metrics that differ between two runs."""
     from lineage import metrics
 
-    found = query.diff_runs(lin.run(run_a), lin.run(run_b), None if no_metrics else metrics.run_metrics)
+    found = query.diff_runs(lin.run(run_a, pipeline=pipeline), lin.run(run_b, pipeline=pipeline),
+                            None if no_metrics else metrics.run_metrics)
     return render.diff_text(found), found

@@ -18,10 +18,13 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
         for kv in metrics_for_slice.metric_keys_and_values:
             key = kv.key
             # With a baseline, TFMA also reports the baseline's values and the differences.
-            if key.is_diff or (key.model_name and key.model_name != tfma.CANDIDATE_KEY):
+            if key.is_diff or key.model_name == tfma.BASELINE_KEY:
                 continue
             if kv.value.HasField("double_value"):
-                values[key.name] = kv.value.double_value.value
+                name = key.name + (f"/{key.output_name}" if key.output_name else "")
+                if key.HasField("sub_key"):
+                    name += "@" + str(key.sub_key).replace("\n", " ").strip()
+                values[name] = kv.value.double_value.value
         return values
     return {}
 

@@ -8,6 +8,7 @@ inputs and outputs as INPUT/OUTPUT events. Everything here is built from those a
 import dataclasses
 import datetime
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,8 +20,13 @@ from lineage.store import LineageError
 
 Event = mlmd.Event
 State = mlmd.Execution.State
-INPUT_EVENTS = (Event.INPUT, Event.DECLARED_INPUT)
+INPUT_EVENTS = (Event.INPUT, Event.DECLARED_INPUT, Event.INTERNAL_INPUT)
 OUTPUT_EVENTS = (Event.OUTPUT, Event.DECLARED_OUTPUT, Event.INTERNAL_OUTPUT, Event.PENDING_OUTPUT)
+# What really produced an artifact; a resolver's INTERNAL_OUTPUT only re-emits an existing one.
+PRODUCING_EVENTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
+# Inputs that are an earlier run's result, not an ingredient: an upstream trace leaves them out
+# (else every model's trace would run back through all the models blessed before it).
+BASELINE_INPUTS = ("baseline_model",)
 
 # Exec properties that name user code, whatever the component (module files or function paths).
 CODE_PROPERTIES = (
@@ -186,7 +192,10 @@ class Trace:
     def to_json(self) -> dict[str, Any]:
         return {
             "root": self.root.to_json(), "direction": "downstream" if self.downstream else "upstream",
-            "executions": [e.to_json() for e in self.executions.values()],
+            "executions": [
+                {**e.to_json(), "reused_by_cached_executions": self.cached_reuses.get(e.id, 0)}
+                for e in self.executions.values()
+            ],
             "artifacts": [a.to_json() for a in self.artifacts.values()],
             "edges": self.edges,
         }
@@ -200,10 +209,13 @@ class Lineage:
         self._artifact_types = {t.id: t.name for t in store.get_artifact_types()}
         self._execution_types = {t.id: t.name for t in store.get_execution_types()}
         self._node_of: dict[int, tuple[str, str]] = {}  # execution id -> (pipeline, node id)
+        pipelines = [c.name for c in store.get_contexts_by_type("pipeline")]
         for node in store.get_contexts_by_type("node"):
-            pipeline, _, node_id = node.name.partition(".")
+            # Node contexts are "<pipeline>.<node id>", and a pipeline name may itself hold dots.
+            pipeline = max((p for p in pipelines if node.name.startswith(p + ".")), key=len, default="?")
+            node_id = node.name[len(pipeline) + 1:] if pipeline != "?" else node.name
             for execution in store.get_executions_by_context(node.id):
-                self._node_of[execution.id] = (pipeline, node_id or node.name)
+                self._node_of[execution.id] = (pipeline, node_id)
 
     # --- runs ------------------------------------------------------------------------------------
 
@@ -212,19 +224,26 @@ class Lineage:
         runs = []
         for context in self._store.get_contexts_by_type("pipeline_run"):
             executions = self._executions(self._store.get_executions_by_context(context.id), with_io=False)
-            owner = {e.pipeline for e in executions} or {self._pipeline_of(context)}
-            name = sorted(owner)[0]
+            name = self._pipeline_of(context)
+            if name == "?":
+                name = next((e.pipeline for e in executions if e.pipeline != "?"), "?")
             if pipeline is None or name == pipeline:
                 runs.append(RunInfo(context.name, name, context.id, executions))
         return sorted(runs, key=lambda r: (r.start or _time(0), r.context_id))
 
-    def run(self, ref: str, with_io: bool = True) -> RunInfo:
+    def run(self, ref: str, with_io: bool = True, pipeline: str | None = None) -> RunInfo:
         """A run by its id, a unique prefix of it, 'latest', or 'latest~N' (N runs before)."""
-        runs = self.runs()
+        runs = self.runs(pipeline)
         if not runs:
-            raise LineageError("the store holds no pipeline run")
+            raise LineageError("the store holds no pipeline run" + (f" of {pipeline!r}" if pipeline else ""))
         if ref == "latest" or ref.startswith("latest~"):
-            back = int(ref.partition("~")[2] or 0)
+            match = re.fullmatch(r"latest(?:~(\d+))?", ref)
+            if not match:
+                raise LineageError(f"{ref!r}: write latest, or latest~N with N a number of runs back")
+            names = sorted({r.pipeline for r in runs})
+            if len(names) > 1:
+                raise LineageError(f"the store holds runs of {', '.join(names)}: say which with --pipeline")
+            back = int(match.group(1) or 0)
             if back >= len(runs):
                 raise LineageError(f"{ref}: the store holds only {len(runs)} runs")
             found = runs[-1 - back]
@@ -316,7 +335,7 @@ class Lineage:
             )
         return self._artifact_info(max(found, key=lambda a: a.id))
 
-    def trace(self, ref: str, downstream: bool = False) -> Trace:
+    def trace(self, ref: str, downstream: bool = False, with_baselines: bool = False) -> Trace:
         """Upstream: what produced the artifact, back to the raw data. Downstream: everything it fed.
 
         Cached executions re-record the outputs of the execution they reuse; the trace follows
@@ -326,11 +345,11 @@ class Lineage:
         artifacts = {root.id: root}
         executions: dict[int, ExecutionInfo] = {}
         edges: set[tuple[str, str]] = set()
-        reuses: dict[int, int] = {}
+        reusers: dict[int, set[int]] = {}  # producer -> the cached executions that reused its outputs
         frontier = {root.id}
         while frontier:
             events = self._store.get_events_by_artifact_ids(list(frontier))
-            wanted = INPUT_EVENTS if downstream else OUTPUT_EVENTS
+            wanted = INPUT_EVENTS if downstream else PRODUCING_EVENTS
             by_artifact: dict[int, list[int]] = {}
             for ev in events:
                 if ev.type in wanted:
@@ -340,12 +359,12 @@ class Lineage:
             next_executions = set()
             for artifact_id, execution_ids in by_artifact.items():
                 real = [raw[x] for x in execution_ids if raw[x].last_known_state != State.CACHED]
-                cached = len(execution_ids) - len(real)
+                cached = {x for x in execution_ids if raw[x].last_known_state == State.CACHED}
                 if not downstream:  # the producer: the first real execution that output it
                     real = sorted(real, key=lambda e: (e.create_time_since_epoch, e.id))[:1]
                 for execution in real:
                     if cached and not downstream:
-                        reuses[execution.id] = reuses.get(execution.id, 0) + cached
+                        reusers.setdefault(execution.id, set()).update(cached)
                     key = ("e:%d" % execution.id, "a:%d" % artifact_id)
                     edges.add(key if not downstream else (key[1], key[0]))
                     if execution.id not in executions:
@@ -355,9 +374,16 @@ class Lineage:
             if next_executions:
                 exec_events = self._store.get_events_by_execution_ids(list(next_executions))
                 follow = OUTPUT_EVENTS if downstream else INPUT_EVENTS
-                new_ids = {ev.artifact_id for ev in exec_events if ev.type in follow}
+
+                def followed(ev: mlmd.Event) -> bool:
+                    if ev.type not in follow:
+                        return False
+                    skip = () if downstream or with_baselines else BASELINE_INPUTS
+                    return not all(key in skip for key in _event_keys(ev))
+
+                new_ids = {ev.artifact_id for ev in exec_events if followed(ev)}
                 for ev in exec_events:
-                    if ev.type in follow:
+                    if followed(ev):
                         edge = ("e:%d" % ev.execution_id, "a:%d" % ev.artifact_id) if downstream else (
                             "a:%d" % ev.artifact_id, "e:%d" % ev.execution_id)
                         edges.add(edge)
@@ -365,6 +391,7 @@ class Lineage:
                 artifacts.update(self._artifact_infos(fresh))
                 frontier = fresh
         self._fill_io(executions, artifacts)
+        reuses = {producer: len(cached) for producer, cached in reusers.items()}
         return Trace(root, downstream, executions, artifacts, sorted(edges), reuses)
 
     def _fill_io(self, executions: dict[int, ExecutionInfo], artifacts: dict[int, ArtifactInfo]) -> None:
@@ -410,7 +437,10 @@ def diff_runs(a: RunInfo, b: RunInfo, metrics_of=None) -> dict[str, Any]:
             out["states"].append({"node": node, "a": ea.state if ea else None, "b": eb.state if eb else None})
         pa = flatten(ea.properties) if ea else {}
         pb = flatten(eb.properties) if eb else {}
-        for key in sorted(set(pa) | set(pb)):
+        # A CACHED execution does not record what its driver computes at run time (e.g.
+        # ExampleGen's input_fingerprint): compare only what both record.
+        cached = "CACHED" in (ea and ea.state, eb and eb.state)
+        for key in sorted(set(pa) & set(pb) if cached else set(pa) | set(pb)):
             if pa.get(key) != pb.get(key):
                 out["parameters"].append({"node": node, "parameter": key, "a": pa.get(key), "b": pb.get(key)})
         ia = {k: sorted(x.id for x in v) for k, v in (ea.inputs if ea else {}).items()}

@@ -179,7 +179,7 @@ def draw(graph: Graph, path: Path) -> Path:
             g.nodes[node]["layer"] = depth
     positions = nx.multipartite_layout(g, subset_key="layer")
     width = max(6.0, 2.2 * len(generations))
-    height = max(3.0, 1.1 * max(len(n) for n in generations))
+    height = max(3.0, 1.1 * max((len(n) for n in generations), default=1))
     fig, ax = plt.subplots(figsize=(width, height))
     nx.draw_networkx_edges(g, positions, ax=ax, arrows=True, arrowsize=12, edge_color="#888888",
                            node_size=2500, min_source_margin=25, min_target_margin=25)

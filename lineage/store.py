@@ -35,7 +35,9 @@ class StoreAddress:
 def open_store(address: StoreAddress) -> metadata_store.MetadataStore:
     """Opens the store without ever creating or migrating it (SQLite files are opened read-only)."""
     if address.grpc_host:
-        client = metadata_store_pb2.MetadataStoreClientConfig(host=address.grpc_host, port=address.grpc_port)
+        client = metadata_store_pb2.MetadataStoreClientConfig(
+            host=address.grpc_host, port=address.grpc_port, client_timeout_sec=30
+        )
         return _connect(client, address)
     config = metadata_store_pb2.ConnectionConfig()
     if address.mysql_host:
@@ -44,6 +46,8 @@ def open_store(address: StoreAddress) -> metadata_store.MetadataStore:
         config.mysql.database = address.mysql_database or ""
         config.mysql.user = address.mysql_user or ""
         config.mysql.password = address.mysql_password or ""
+        # Never create a database; a read-only MySQL user is still the way to be sure.
+        config.mysql.skip_db_creation = True
     else:
         path = Path(address.sqlite) if address.sqlite else None
         if path is None or not path.is_file():
@@ -63,6 +67,8 @@ def _connect(config, address: StoreAddress) -> metadata_store.MetadataStore:
     # An older schema fails as FailedPrecondition (no migration allowed); a newer one as a
     # RuntimeError from the C++ layer ("MLMD database version N is greater than library version M").
     except (errors.FailedPreconditionError, RuntimeError) as error:
+        if "database version" not in str(error).lower():
+            raise LineageError(f"{address.describe()} is not an ML Metadata store: {_first_line(error)}") from None
         raise LineageError(
             f"{address.describe()} has an MLMD schema this ml-metadata version cannot read "
             f"(it never migrates a store): {_first_line(error)}"

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 
 def lineage(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli.main, ["lineage", *args])
+    # Failures must be the command's own exit with a message, never an escaped exception.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.output
 
 
@@ -59,9 +61,14 @@ def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two
     artifact_ids = {a["id"] for a in trace["artifacts"]}
     assert first.output("CsvExampleGen", "examples").id in artifact_ids
     assert first.output("ImportSchemaGen", "schema").id in artifact_ids
+    nodes = [e["node_id"] for e in trace["executions"]]
+    assert sorted(nodes) == sorted(set(nodes)), nodes  # one producer each: no baseline history
     by_node = {e["node_id"]: e for e in trace["executions"]}
     assert {"CsvExampleGen", "ImportSchemaGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= set(by_node)
     assert all(e["state"] == "COMPLETE" for e in trace["executions"])  # the real producers, not cache hits
+    # Runs 2 and 3 reused ExampleGen's and the Trainer's outputs from cache.
+    assert by_node["CsvExampleGen"]["reused_by_cached_executions"] == 2
+    assert by_node["Trainer"]["reused_by_cached_executions"] == 2
     assert by_node["Trainer"]["code"] == {"run_fn": "models.trainer.run_fn", "code_fingerprint": code_fingerprint()}
     assert by_node["Transform"]["code"]["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
     assert by_node["Trainer"]["properties"]["train_args"] == {"num_steps": 60}
@@ -94,7 +101,23 @@ def test_diff_reports_the_parameter_changed_between_runs(store):
     assert not [k for k in changed if k[0] == "Trainer"]
     assert isinstance(diff["metrics"], list)
     code, text = lineage("diff", "latest~1", "latest", "--no-metrics", "--mlmd-sqlite", store)
-    assert code == 0 and "eval_config" in text and "0.61" in text
+    assert code == 0 and "eval_config" in text and "0.61" in text and "Evaluation metrics: not compared" in text
+
+
+def test_diff_of_a_run_and_its_cached_rerun_finds_no_parameter_change(store):
+    diff = lineage_json("diff", "latest~2", "latest~1", "--no-metrics", "--mlmd-sqlite", store)
+    assert diff["parameters"] == []  # cached executions record less; that is not a change
+    assert {s["node"]: (s["a"], s["b"]) for s in diff["states"]}["Trainer"] == ("COMPLETE", "CACHED")
+
+
+def test_run_metrics_reads_the_evaluators_overall_metrics(store):
+    from lineage import metrics
+    from lineage.query import Lineage
+    from lineage.store import StoreAddress, open_store
+
+    run = Lineage(open_store(StoreAddress(sqlite=Path(store)))).run("latest~2")
+    values = metrics.run_metrics(run)
+    assert 0.6 <= values["Evaluator.auc"] <= 1 and values["Evaluator.example_count"] > 100
 
 
 def test_graph_is_valid_dot_and_mermaid_and_a_real_picture(store, tmp_path):
@@ -109,6 +132,24 @@ def test_graph_is_valid_dot_and_mermaid_and_a_real_picture(store, tmp_path):
     code, _ = lineage("graph", "latest-model", "--artifact", "--mlmd-sqlite", store, "--picture", str(tmp_path / "t.svg"))
     assert code == 0
     assert ET.parse(tmp_path / "t.svg").getroot().tag.endswith("svg")
+
+
+def test_stores_are_opened_read_only(store, tmp_path):
+    from ml_metadata import errors
+    from ml_metadata.proto import metadata_store_pb2
+    from lineage.store import LineageError, StoreAddress, open_store
+
+    opened = open_store(StoreAddress(sqlite=Path(store)))
+    with pytest.raises(errors.StatusError):
+        opened.put_artifact_type(metadata_store_pb2.ArtifactType(name="WrittenByLineage"))
+    # A file that is SQLite but not MLMD: refused, and left exactly as it was.
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    before = other.read_bytes()
+    with pytest.raises(LineageError, match="not an ML Metadata store"):
+        open_store(StoreAddress(sqlite=other))
+    assert other.read_bytes() == before
 
 
 def test_the_store_is_never_modified(store, tmp_path):
@@ -128,11 +169,24 @@ def test_the_store_is_never_modified(store, tmp_path):
         (["trace", "/no/such/uri"], "no artifact '/no/such/uri'"),
         (["trace", "latest:NoSuchType"], "the store holds no NoSuchType artifact"),
         (["graph", "--picture", "x.gif"], "give a .png or .svg file name"),
+        (["show", "latest~-1"], "write latest, or latest~N"),
+        (["show", "latest~x"], "write latest, or latest~N"),
+        (["show", "--pipeline", "nope"], "the store holds no pipeline run of 'nope'"),
     ],
 )
 def test_unknown_ids_are_clear_errors(store, args, message):
     code, output = lineage(*args, "--mlmd-sqlite", store)
     assert code == 1 and message in output
+
+
+def test_an_ambiguous_run_prefix_is_refused(store):
+    import os.path
+
+    runs = lineage_json("runs", "--mlmd-sqlite", store)
+    prefix = os.path.commonprefix([r["run_id"] for r in runs])
+    assert prefix  # TFX run ids are timestamps
+    code, output = lineage("show", prefix, "--mlmd-sqlite", store)
+    assert code == 1 and "matches 3 runs; give more of the run id" in output
 
 
 def test_missing_empty_and_incompatible_stores_are_clear_errors(store, tmp_path):
