@@ -19,6 +19,8 @@ CMD ?=
 SCHEMA_OUT ?= $(OUTPUT_DIR)/schema_draft.pbtxt
 
 ENV := bash tools/env.sh
+# The user's own paths: tools/env.sh refuses, up front, any the environment could not see.
+export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 .PHONY: run test test-slow exec tensorboard bench-lineage schema env lock clean

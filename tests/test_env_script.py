@@ -93,6 +93,14 @@ def test_exec_runs_in_the_venv_in_the_callers_directory_with_the_repo_importable
     assert Path(module).is_relative_to(REPO)
 
 
+def test_rootfs_route_refuses_user_paths_it_could_not_see_before_building_anything(env):
+    run, cache = env
+    result = run("exec", "true", TFX_ENV_ROUTE="rootfs", TFX_ENV_USER_PATHS="/tmp/fine /var/lib/taxi-out")
+    assert result.returncode != 0
+    assert "/var/lib/taxi-out is under /var, which the Debian 13 rootfs keeps as its own" in result.stderr
+    assert not cache.exists() or not any(cache.iterdir())  # refused before any build
+
+
 def test_exec_without_a_command_is_a_usage_error(env):
     run, _ = env
     result = run("exec")

@@ -139,6 +139,19 @@ enter_rootfs() {
     /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
 }
 
+# Paths the user named (the Makefile passes OUTPUT_DIR and DATA_DIR in TFX_ENV_USER_PATHS) must
+# mean the same inside: refuse, before anything runs, those the rootfs keeps as its own.
+check_user_paths() {
+  local p abs name
+  for p in ${TFX_ENV_USER_PATHS:-}; do
+    case "$p" in /*) abs=$p ;; *) abs=$PWD/$p ;; esac
+    name=${abs#/}; name=${name%%/*}
+    case "$SYSTEM_DIRS" in *" $name "*) ;; *) continue ;; esac
+    case "$abs/" in /var/tmp/*|"$REPO"/*|"$PWD"/*|"${HOME:-/nonexistent}"/*) continue ;; esac
+    die "$p is under /$name, which the Debian 13 rootfs keeps as its own: a run would not see this machine's files there. Use a path under /home, /root, /tmp, /var/tmp, /work, ... instead"
+  done
+}
+
 rootfs_exec() { unshare --mount --propagation private -- "$BASH" "$REPO/tools/env.sh" __enter "$@"; }
 
 # --- the virtualenv -------------------------------------------------------------------------------
@@ -191,6 +204,8 @@ case ${1:-} in
     shift; [ $# -gt 0 ] || die "usage: tools/env.sh exec COMMAND [ARGS...]"
     # Already inside (a make target called from 'make exec', say): run it here, don't nest.
     [ "${TFX_ENV_ACTIVE:-}" = 1 ] && exec "$@"
+    choose_route
+    [ "$ROUTE" = rootfs ] && check_user_paths   # before any build: a refusal costs nothing
     ensure
     # Keras 2 for every process, also scripts that import TensorFlow before the project's code
     # (models/__init__.py makes the same choice for Python entry points).
