@@ -142,7 +142,7 @@ def graph_of_trace(trace: Trace) -> Graph:
 
 
 def to_dot(graph: Graph) -> str:
-    lines = [f"digraph lineage {{", f"  label={json.dumps(graph.title)};", "  rankdir=LR;"]
+    lines = ["digraph lineage {", f"  label={json.dumps(graph.title)};", "  rankdir=LR;"]
     for node, label in sorted(graph.labels.items()):
         shape = "box" if node.startswith("e:") else "ellipse"
         color = ', color="red"' if graph.states.get(node) == "FAILED" else ""

@@ -16,7 +16,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from data import taxi
-from models import features, preprocessing
+from models import preprocessing
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import SCHEMA_DIR
 

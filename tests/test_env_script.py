@@ -7,7 +7,6 @@ The rootfs route is what runs this very suite on a glibc < 2.39 machine.
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

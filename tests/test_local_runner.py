@@ -1,6 +1,5 @@
-"""The local runner's own decisions: where the schema is staged, what the summary says."""
+"""The local runner's own decisions: where the schema is staged."""
 
-from pathlib import Path
 
 import local_runner
 from pipeline.config import PipelineConfig
