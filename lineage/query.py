@@ -272,14 +272,8 @@ class Lineage:
     def _executions(self, executions: Iterable[mlmd.Execution], with_io: bool) -> list[ExecutionInfo]:
         executions = sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id))
         infos = [self._execution_info(e) for e in executions]
-        if with_io and infos:
-            events = self._store.get_events_by_execution_ids([e.id for e in infos])
-            artifacts = self._artifact_infos({ev.artifact_id for ev in events})
-            by_id = {e.id: e for e in infos}
-            for ev in events:
-                target = by_id[ev.execution_id].inputs if ev.type in INPUT_EVENTS else by_id[ev.execution_id].outputs
-                for key in _event_keys(ev):
-                    target.setdefault(key, []).append(artifacts[ev.artifact_id])
+        if with_io:
+            self._fill_io({e.id: e for e in infos})
         return infos
 
     def _execution_info(self, execution: mlmd.Execution) -> ExecutionInfo:
@@ -394,10 +388,14 @@ class Lineage:
         reuses = {producer: len(cached) for producer, cached in reusers.items()}
         return Trace(root, downstream, executions, artifacts, sorted(edges), reuses)
 
-    def _fill_io(self, executions: dict[int, ExecutionInfo], artifacts: dict[int, ArtifactInfo]) -> None:
+    def _fill_io(self, executions: dict[int, ExecutionInfo], artifacts: dict[int, ArtifactInfo] | None = None) -> None:
+        """Attaches each execution's input and output artifacts (only those in `artifacts`, if given)."""
         if not executions:
             return
-        for ev in self._store.get_events_by_execution_ids(list(executions)):
+        events = self._store.get_events_by_execution_ids(list(executions))
+        if artifacts is None:
+            artifacts = self._artifact_infos({ev.artifact_id for ev in events})
+        for ev in events:
             if ev.artifact_id not in artifacts:
                 continue
             info = executions[ev.execution_id]
@@ -409,17 +407,20 @@ class Lineage:
 # --- diffs ------------------------------------------------------------------------------------------
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}, so a diff names the exact setting that changed."""
-    if isinstance(value, dict):
+def flatten(value: Any, prefix: str = "", lists: bool = True) -> dict[str, Any]:
+    """{"a": {"b": [1]}} -> {"a.b[0]": 1}, so a diff names the exact setting that changed.
+
+    lists=False keeps lists whole (for display).
+    """
+    if isinstance(value, dict) and value:
         out = {}
         for k, v in value.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k), lists))
         return out
-    if isinstance(value, list) and value:
+    if lists and isinstance(value, list) and value:
         out = {}
         for i, v in enumerate(value):
-            out.update(flatten(v, f"{prefix}[{i}]"))
+            out.update(flatten(v, f"{prefix}[{i}]", lists))
         return out
     return {prefix: value}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo, Trace
+from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo, Trace, flatten
 
 # Artifact properties worth a column; the rest is in --json.
 KEY_PROPERTIES = ("span", "version", "split_names", "blessed", "pushed", "pushed_destination", "pushed_version")
@@ -37,18 +37,6 @@ def runs_table(runs: list[RunInfo]) -> str:
     return tabulate(rows, headers=["run", "pipeline", "started (UTC)", "seconds", "state", "nodes"])
 
 
-def _nested_items(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Dicts opened up (custom_config.hyperparameters.learning_rate = ...); lists kept whole."""
-    items = []
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            items += _nested_items(value, f"{name}.")
-        else:
-            items.append((name, value))
-    return items
-
-
 def _artifact_line(artifact: ArtifactInfo) -> str:
     keys = {k: artifact.properties[k] for k in KEY_PROPERTIES if k in artifact.properties}
     extra = " " + " ".join(f"{k}={_short(v, 40)}" for k, v in keys.items()) if keys else ""
@@ -62,7 +50,7 @@ def execution_block(execution: ExecutionInfo, reused: int = 0) -> str:
     lines = [head]
     for key, value in execution.code().items():
         lines.append(f"    code      {key} = {value}")
-    for key, value in sorted(_nested_items(execution.properties)):
+    for key, value in sorted(flatten(execution.properties, lists=False).items()):
         if key not in execution.code() and not key.endswith(".code_fingerprint"):
             lines.append(f"    parameter {key} = {_short(value)}")
     for direction, io in (("in ", execution.inputs), ("out", execution.outputs)):
