@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from models import features
+from models import device, features
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -143,11 +143,13 @@ def train(
 def export_serving_model(
     model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
 ) -> None:
-    """Saves a SavedModel with two signatures, both on serialized tf.Examples of raw features.
+    """Saves a SavedModel whose signatures all take raw features.
 
-    serving_default: raw features (no label) in, {"probabilities": [batch, 1]} out.
-    transform_features: raw features (with the label) in, Transform's outputs out; TFMA calls it
-      to get the label and the sliced features for evaluation.
+    serving_default: serialized tf.Examples (no label) in, {"probabilities": [batch, 1]} out.
+    transform_features: serialized tf.Examples (with the label) in, Transform's outputs out; TFMA
+      calls it to get the label and the sliced features for evaluation.
+    device / device_inputs: the same model on raw values with builtin TFLite ops only, and the
+      tf.Example adapter to its inputs (see models/device.py; the TFLite export converts it).
     """
     # Attached to the model so their assets (vocabularies) are saved with it.
     model.tft_layer_serving = tf_transform_output.transform_features_layer()
@@ -164,8 +166,7 @@ def export_serving_model(
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return model.tft_layer_eval(tf.io.parse_example(examples, raw_spec))
 
-    tf.saved_model.save(
-        model,
-        export_dir,
-        signatures={"serving_default": serve, "transform_features": transform_features},
-    )
+    signatures = {"serving_default": serve, "transform_features": transform_features}
+    signatures.update(device.make_signatures(lambda transformed: model(to_model_inputs(transformed)), tf_transform_output))
+    tf.saved_model.save(model, export_dir, signatures=signatures)
+    device.write_contract(export_dir, tf_transform_output)

@@ -15,13 +15,13 @@ from models import features
 Feature = Union[tf.Tensor, tf.sparse.SparseTensor]
 
 
-def _as_float(x: Feature) -> Feature:
+def as_float(x: Feature) -> Feature:
     if isinstance(x, tf.sparse.SparseTensor):
         return tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
     return tf.cast(x, tf.float32)
 
 
-def _fill(x: Feature, default) -> tf.Tensor:
+def densify(x: Feature, default) -> tf.Tensor:
     """A rank-1 tensor from a one-value-per-example feature, with `default` where it is missing.
 
     Features that can be missing arrive as SparseTensors of shape [batch, 1].
@@ -35,8 +35,8 @@ def _fill(x: Feature, default) -> tf.Tensor:
 
 
 def _impute_mean(x: Feature) -> tf.Tensor:
-    x = _as_float(x)
-    return _fill(x, tft.mean(x))
+    x = as_float(x)
+    return densify(x, tft.mean(x))
 
 
 def preprocessing_fn(inputs: dict[str, Feature]) -> dict[str, tf.Tensor]:
@@ -54,15 +54,15 @@ def preprocessing_fn(inputs: dict[str, Feature]) -> dict[str, tf.Tensor]:
         x = inputs[key]
         missing = features.MISSING_STRING if x.dtype == tf.string else features.MISSING_INT
         outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            _fill(x, missing),
+            densify(x, missing),
             top_k=features.VOCAB_SIZE,
             num_oov_buckets=features.OOV_BUCKETS,
             vocab_filename=key,
         )
 
     # A missing fare makes the label 0, as in TFX's own taxi example (results stay comparable).
-    fare = _fill(_as_float(inputs[features.FARE_KEY]), float("nan"))
-    tips = _fill(_as_float(inputs[features.RAW_LABEL_KEY]), 0.0)
+    fare = densify(as_float(inputs[features.FARE_KEY]), float("nan"))
+    tips = densify(as_float(inputs[features.RAW_LABEL_KEY]), 0.0)
     outputs[features.LABEL_KEY] = tf.where(
         tf.math.is_nan(fare),
         tf.zeros_like(fare, dtype=tf.int64),

@@ -2,6 +2,7 @@
 
 import models  # noqa: F401  (the project's Keras choice, before TensorFlow is imported)
 
+import csv
 import math
 import subprocess
 import sys
@@ -109,6 +110,55 @@ def transformed(tmp_path_factory):
                     feature.int64_list.value.append(int(column[i]))
             writer.write(example.SerializeToString())
     return values, tft_output, str(path.parent / "*.gz")
+
+
+def bundled_rows(count: int) -> list[dict]:
+    """Every k-th row of the bundled taxi CSV (about `count`), typed as the schema says."""
+    spec = raw_feature_spec()
+    with taxi.bundled_csv().open(newline="") as f:
+        body = list(csv.DictReader(f))
+    rows = []
+    for raw in body[:: max(1, len(body) // count)][:count]:
+        row = {}
+        for key, s in spec.items():
+            text = raw.get(key, "")
+            row[key] = None if text == "" else text if s.dtype == tf.string else int(float(text)) if s.dtype == tf.int64 else float(text)
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def taxi_model(tmp_path_factory):
+    """A small real model: TFT on Beam over 1,500 bundled rows, 150 steps, exported as the Trainer does.
+
+    Returns (export dir, TFTransformOutput, serialized raw train examples, serialized raw eval
+    examples: 600 other rows).
+    """
+    from models import model
+
+    rows = bundled_rows(2100)
+    train_rows, eval_rows = rows[:1500], rows[1500:]
+    root = tmp_path_factory.mktemp("taxi_model")
+    metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
+    with beam.Pipeline(argv=PipelineConfig().beam_args) as p:
+        with tft_beam.Context(temp_dir=str(root / "tmp")):
+            raw = p | "Rows" >> beam.Create(raw_instances(train_rows))
+            (data, transformed_metadata), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+                preprocessing.preprocessing_fn
+            )
+            coder = tft.coders.ExampleProtoCoder(transformed_metadata.schema)
+            _ = data | beam.Map(coder.encode) | beam.io.WriteToTFRecord(
+                str(root / "transformed" / "part"), file_name_suffix=".gz"
+            )
+            _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_output"))
+    metadata_io.write_metadata(metadata, str(root / "transform_output" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    tft_output = tft.TFTransformOutput(str(root / "transform_output"))
+    files = [str(root / "transformed" / "part*.gz")]
+    hp = model.Hyperparameters(train_batch_size=64, eval_batch_size=64)
+    trained = model.train(files, files, tft_output, hp, train_steps=150, eval_steps=1)
+    export_dir = str(root / "serving_model")
+    model.export_serving_model(trained, tft_output, export_dir)
+    return export_dir, tft_output, serialized_examples(train_rows), serialized_examples(eval_rows)
 
 
 # --- real pipeline runs, shared by the end-to-end and lineage tests (they cost minutes) ----------
