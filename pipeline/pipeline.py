@@ -91,13 +91,30 @@ def schema_pipeline_name(config: PipelineConfig) -> str:
     return f"{config.pipeline_name}_schema_draft"
 
 
-def create_pipeline(config: PipelineConfig, data_dir: Path, schema_file: Path = CURATED_SCHEMA) -> tfx.dsl.Pipeline:
+RuntimeParameter = tfx.dsl.experimental.RuntimeParameter
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    data_dir: Path | str | RuntimeParameter,
+    schema_file: Path | str = CURATED_SCHEMA,
+    *,
+    train_args: tfx.proto.TrainArgs | RuntimeParameter | None = None,
+    serving_model_dir: str | None = None,
+    pipeline_root: str | None = None,
+    with_baseline: bool = True,
+) -> tfx.dsl.Pipeline:
     """The whole pipeline, from CSV files in `data_dir` to a pushed model.
 
     ImportSchemaGen's cache key is the schema file's path, not its content: runners pass a path
     that changes with the content (see local_runner.stage_schema), so an edited schema is used.
+
+    The keyword arguments are for runners whose pipeline runs elsewhere (kubeflow/runner.py):
+    remote URIs, runtime parameters, and no baseline resolver where the orchestrator cannot run
+    one. Left out, everything comes from `config`, as local runs use it.
     """
-    example_gen = tfx.components.CsvExampleGen(input_base=str(data_dir))  # train:eval 2:1 by hash
+    input_base = data_dir if isinstance(data_dir, RuntimeParameter) else str(data_dir)
+    example_gen = tfx.components.CsvExampleGen(input_base=input_base)  # train:eval 2:1 by hash
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_importer = tfx.components.ImportSchemaGen(schema_file=str(schema_file))
     example_validator = tfx.components.ExampleValidator(
@@ -115,34 +132,40 @@ def create_pipeline(config: PipelineConfig, data_dir: Path, schema_file: Path = 
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        train_args=train_args if train_args is not None else tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config={
             "code_fingerprint": fingerprint,
             HYPERPARAMETERS_KEY: config.hyperparameters.to_dict(),
         },
     )
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    baseline_resolver = (
+        tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+        if with_baseline
+        else None
+    )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"] if baseline_resolver else None,
         eval_config=eval_config(config),
     )
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_model_dir))
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=serving_model_dir or str(config.serving_model_dir)
+            )
         ),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=pipeline_root or str(config.pipeline_root),
         components=[
             example_gen,
             statistics_gen,
@@ -150,7 +173,7 @@ def create_pipeline(config: PipelineConfig, data_dir: Path, schema_file: Path = 
             example_validator,
             transform,
             trainer,
-            baseline_resolver,
+            *([baseline_resolver] if baseline_resolver else []),
             evaluator,
             pusher,
         ],
