@@ -8,9 +8,12 @@
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
 #   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
+#   make bench-tflite                       each TFLite quantization mode on the latest run's model
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
+#   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://...   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
+#   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
 
 OUTPUT_DIR ?= outputs
 DATA_DIR ?=
@@ -23,7 +26,7 @@ ENV := bash tools/env.sh
 export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: run test test-slow exec tensorboard bench-lineage schema env lock clean
+.PHONY: run test test-slow exec tensorboard bench-lineage bench-tflite schema env lock clean kfp kfp-submit
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
@@ -48,11 +51,21 @@ tensorboard:
 bench-lineage:
 	$(ENV) exec python -m lineage.bench --mlmd-sqlite "$(OUTPUT_DIR)/metadata.sqlite" $(ARGS)
 
+bench-tflite:
+	$(ENV) exec python -m benchmarks.tflite --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)
 
 env:
 	$(ENV) ensure
+
+# Kubeflow Pipelines: image, roots and endpoint come from KFP_* variables (or options in ARGS).
+kfp:
+	$(ENV) exec python -m cli kfp compile --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+kfp-submit:
+	$(ENV) exec python -m cli kfp submit --output-dir "$(OUTPUT_DIR)" $(ARGS)
 
 lock:
 	$(ENV) lock

@@ -126,5 +126,93 @@ def tensorboard(output_dir: Path, port: int, host: str) -> None:
     os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--port", str(port), "--host", host])
 
 
+@main.group()
+def kfp() -> None:
+    """Kubeflow Pipelines v2: compile the pipeline to a spec, submit the spec to an endpoint."""
+
+
+@kfp.command("compile")
+@click.option("--image", envvar="KFP_IMAGE", required=True,
+              help="Container image every step runs in (built from ./Dockerfile). [env: KFP_IMAGE]")
+@click.option("--pipeline-root", envvar="KFP_PIPELINE_ROOT", required=True,
+              help="URI under which KFP puts the run's artifacts, e.g. gs://bucket/tfx. [env: KFP_PIPELINE_ROOT]")
+@click.option("--data-root", envvar="KFP_DATA_ROOT", default=None,
+              help="Default of the data_root runtime parameter: a URI of CSV files. "
+                   "[default: <pipeline root>/data; env: KFP_DATA_ROOT]")
+@click.option("--serving-dir", envvar="KFP_SERVING_DIR", default=None,
+              help="URI the Pusher pushes blessed models under. [default: <pipeline root>/serving; env: KFP_SERVING_DIR]")
+@click.option("--target", type=click.Choice(["kubeflow", "vertex"]), default="kubeflow", show_default=True,
+              help="kubeflow: open-source KFP (no latest-blessed-model baseline); vertex: Vertex AI Pipelines.")
+@click.option("--output", "output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the spec. [default: <output dir>/kubeflow/<pipeline name>.yaml]")
+@config_options
+def kfp_compile(image: str, pipeline_root: str, data_root: str | None, serving_dir: str | None, target: str,
+                output: Path | None, **options: Any) -> None:
+    """Compile the pipeline to a KFP v2 spec (YAML); training settings and Beam options as for `run`."""
+    if options.get("data_dir") is not None:
+        raise click.UsageError("--data-dir: a Kubeflow run reads --data-root (a URI its pods can reach), "
+                               "not a directory of this machine")
+    config = _config_or_exit(options)
+    from kubeflow import default_spec_path
+    from kubeflow import runner  # heavy (TFX, TensorFlow): imported once the options are known to be valid
+
+    try:
+        settings = runner.KubeflowSettings(image, pipeline_root, data_root, serving_dir, target)
+    except ConfigError as error:
+        raise click.UsageError(str(error))
+    path = runner.compile_pipeline(config, settings, output or default_spec_path(config.output_dir, config.pipeline_name))
+    click.echo(f"Pipeline spec for {target} written to {path}\n  image: {settings.image}\n"
+               f"  pipeline root: {settings.pipeline_root}\n  data_root (runtime parameter): {settings.data_root}\n"
+               f"  serving dir: {settings.serving_dir}")
+
+
+@kfp.command("submit")
+@click.option("--package", type=click.Path(path_type=Path), default=None,
+              help="The compiled spec. [default: <output dir>/kubeflow/<pipeline name>.yaml]")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT_DIR, show_default=True,
+              help="The output directory `kfp compile` wrote to.")
+@click.option("--pipeline-name", default=PipelineConfig.__dataclass_fields__["pipeline_name"].default,
+              show_default=True, help="The pipeline name it was compiled with (names the default package).")
+@click.option("--host", envvar="KFP_HOST", required=True, help="KFP API endpoint, e.g. http://localhost:8080. [env: KFP_HOST]")
+@click.option("--token", envvar="KFP_TOKEN", default=None, help="Bearer token for the endpoint. [env: KFP_TOKEN]")
+@click.option("--cookies", envvar="KFP_COOKIES", default=None,
+              help="Cookie header for the endpoint (multi-user Kubeflow login). [env: KFP_COOKIES]")
+@click.option("--namespace", envvar="KFP_NAMESPACE", default=None,
+              help="Profile namespace (multi-user Kubeflow). [env: KFP_NAMESPACE]")
+@click.option("--experiment", default=None, help="Experiment to run in. [default: the pipeline name]")
+@click.option("--run-name", default=None, help="[default: <pipeline name>-<time>]")
+@click.option("--data-root", default=None, help="This run's data_root runtime parameter (a URI of CSV files).")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None, help="This run's training steps.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Any runtime parameter; repeatable.")
+@click.option("--cache/--no-cache", "enable_caching", default=None,
+              help="Override the compiled caching setting of every step for this run.")
+def kfp_submit(package: Path | None, output_dir: Path, pipeline_name: str, host: str, token: str | None,
+               cookies: str | None, namespace: str | None, experiment: str | None, run_name: str | None,
+               data_root: str | None, train_steps: int | None, params: tuple[str, ...],
+               enable_caching: bool | None) -> None:
+    """Upload the compiled spec to a KFP endpoint (a new version if it exists) and start a run."""
+    from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, default_spec_path, train_args_value
+    from kubeflow.submit import Endpoint, SubmitError, submit
+
+    arguments: dict[str, Any] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--param: expects NAME=VALUE, got {param!r}")
+        arguments[key] = value
+    if data_root is not None:
+        arguments[DATA_ROOT_PARAM] = data_root
+    if train_steps is not None:
+        arguments[TRAIN_ARGS_PARAM] = train_args_value(train_steps)
+    package = package or default_spec_path(output_dir.absolute(), pipeline_name)
+    try:
+        done = submit(package, Endpoint(host, token, cookies, namespace), arguments=arguments,
+                      experiment=experiment, run_name=run_name, enable_caching=enable_caching)
+    except SubmitError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"Submitted {package}: pipeline {done.pipeline_id}, version {done.version_id}, run {done.run_id}\n"
+               f"  {done.run_url}")
+
+
 if __name__ == "__main__":
     sys.exit(main())
