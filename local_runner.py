@@ -103,12 +103,27 @@ def format_summary(config: PipelineConfig, summary: RunInfo, log_file: Path) -> 
         lines.append(f"Pushed model:  {pushed.properties['pushed_destination']}")
     else:
         lines.append(f"Pushed model:  none this run (serving directory: {config.serving_model_dir})")
+    tflite = summary.output("TFLiteExport", "tflite_model")
+    if tflite is not None:
+        lines.append(f"TFLite model:  {describe_tflite(tflite.properties)}")
     lines += [
         f"MLMD store:    {config.metadata_path}",
         f"Logs:          {log_file}",
         f"TensorBoard:   tensorboard --logdir {config.tensorboard_dir}",
     ]
     return "\n".join(lines)
+
+
+def describe_tflite(props: dict) -> str:
+    """One line on a TFLiteModel artifact: where it went and what its export measured."""
+    if props.get("exported") != 1:
+        return f"not exported ({props.get('skip_reason', 'see the log')})"
+    where = props.get("pushed_destination", "not pushed (the Pusher pushed nothing)")
+    return (
+        f"{where} ({props['quantization']}, {props['tflite_bytes'] / 1024:.0f} KiB, "
+        f"{props['size_ratio']:.1f}x smaller than the SavedModel's weights, "
+        f"agrees on {props['agreement']:.2%} of {props['parity_examples']} eval examples)"
+    )
 
 
 def draft_schema(config: PipelineConfig, destination: Path) -> Path:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from components.tflite_export import options as tflite
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
 BEAM_MODES = ("in_memory", "multi_processing")
@@ -70,6 +71,14 @@ class PipelineConfig:
     beam_workers: int = dataclasses.field(
         default=1, metadata=_help("Beam DirectRunner workers (0: one per CPU core).")
     )
+    tflite_quantization: str = dataclasses.field(
+        default=tflite.DEFAULT_QUANTIZATION,
+        metadata=_help("Quantization of the exported TFLite model.", choices=tflite.QUANTIZATION_MODES),
+    )
+    tflite_min_agreement: float = dataclasses.field(
+        default=tflite.DEFAULT_MIN_AGREEMENT,
+        metadata=_help("TFLite export fails unless it takes the SavedModel's decision on this share of eval examples."),
+    )
     enable_cache: bool = dataclasses.field(
         default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")
     )
@@ -105,7 +114,9 @@ class PipelineConfig:
             raise ConfigError("hidden_units", f"needs one or more positive layer sizes, got {hp.hidden_units}")
         if hp.distribution_strategy not in STRATEGIES:
             raise ConfigError("distribution_strategy", f"must be one of {', '.join(STRATEGIES)}")
-        for name in ("min_auc", "min_binary_accuracy", "max_auc_drop"):
+        if self.tflite_quantization not in tflite.QUANTIZATION_MODES:
+            raise ConfigError("tflite_quantization", f"must be one of {', '.join(tflite.QUANTIZATION_MODES)}")
+        for name in ("min_auc", "min_binary_accuracy", "max_auc_drop", "tflite_min_agreement"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(name, f"must be between 0 and 1, got {value}")
@@ -143,6 +154,10 @@ class PipelineConfig:
     @property
     def serving_model_dir(self) -> Path:
         return self.serving_dir / self.model_name
+
+    @property
+    def tflite_serving_dir(self) -> Path:
+        return self.serving_dir / f"{self.model_name}{tflite.SERVING_SUFFIX}"
 
     @property
     def log_dir(self) -> Path:

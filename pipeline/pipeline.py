@@ -7,6 +7,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
 
+from components.tflite_export import options as tflite_options
+from components.tflite_export.component import TFLiteExport
 from models import features
 from models.trainer import HYPERPARAMETERS_KEY
 from pipeline.config import PipelineConfig
@@ -20,6 +22,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+TFLITE_EXPORT_DIR = Path(__file__).resolve().parent.parent / "components" / "tflite_export"
 
 
 def code_fingerprint(package_dir: Path = MODELS_DIR) -> str:
@@ -163,6 +166,19 @@ def create_pipeline(
             )
         ),
     )
+    # After the Pusher: the TFLite file takes the pushed SavedModel's version.
+    tflite_export = TFLiteExport(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        pushed_model=pusher.outputs["pushed_model"],
+        push_destination=(
+            serving_model_dir + tflite_options.SERVING_SUFFIX if serving_model_dir else str(config.tflite_serving_dir)
+        ),
+        quantization=config.tflite_quantization,
+        min_agreement=config.tflite_min_agreement,
+        code_fingerprint=code_fingerprint(TFLITE_EXPORT_DIR),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or str(config.pipeline_root),
@@ -176,6 +192,7 @@ def create_pipeline(
             *([baseline_resolver] if baseline_resolver else []),
             evaluator,
             pusher,
+            tflite_export,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -6,8 +6,11 @@ store. A few hundred rows and a few training steps keep it to a couple of minute
 
 from pathlib import Path
 
+import ml_metadata as mlmd
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from lineage.metrics import overall_metrics
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 ALL_NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-    "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport",
 }
 UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"}
 
@@ -64,6 +67,37 @@ def test_the_evaluation_holds_the_gated_metrics(two_runs):
     assert {"auc", "binary_accuracy", "example_count", "calibration"} <= set(metrics)
     assert metrics["example_count"] > 100
     assert 0.6 <= metrics["auc"] <= 1
+
+
+def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
+    output_dir, _, (_, summary), _ = two_runs
+
+    tflite = summary.output("TFLiteExport", "tflite_model")
+    model = summary.output("Trainer", "model")
+    props = tflite.properties
+    assert props["exported"] == 1 and props["quantization"] == "dynamic"
+    assert props["agreement"] >= 0.99 and props["tflite_bytes"] > 0 and props["size_ratio"] > 1
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(output_dir / "metadata.sqlite")
+    store = mlmd.MetadataStore(config)
+    [artifact] = store.get_artifacts_by_id([tflite.id])
+    assert store.get_artifact_types_by_id([artifact.type_id])[0].name == "TFLiteModel"
+    [output_event] = [e for e in store.get_events_by_artifact_ids([tflite.id]) if e.type == e.OUTPUT]
+    inputs = store.get_events_by_execution_ids([output_event.execution_id])
+    assert any(e.artifact_id == model.id and e.type == e.INPUT for e in inputs)
+
+
+def test_the_tflite_file_is_pushed_beside_the_serving_model_with_its_version(two_runs):
+    output_dir, _, (first, summary), _ = two_runs
+
+    version = _pushed_version(summary)
+    pushed = Path(summary.output("TFLiteExport", "tflite_model").properties["pushed_destination"])
+    assert pushed == output_dir / "serving" / "taxi_tflite" / version.name
+    assert sorted(p.name for p in pushed.iterdir()) == ["device_contract.json", "metadata.json", "model.tflite"]
+    runner = Interpreter(model_path=str(pushed / "model.tflite")).get_signature_runner("device")
+    assert "probabilities" in runner.get_output_details()
+    assert f"TFLite model:  {pushed} (dynamic" in first.stdout
 
 
 def test_second_run_is_served_from_cache(two_runs):

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print measured figures (never timed tests). See the README's make targets."""

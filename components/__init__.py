@@ -1,0 +1,1 @@
+"""Custom TFX components of this project (each in its own package)."""

@@ -1,0 +1,82 @@
+"""The TFLiteExport component: its artifact type, its spec, and the component class."""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.tflite_export import executor
+from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANTIZATION
+
+
+class TFLiteModel(types.Artifact):
+    """A TFLite flatbuffer converted from a trained Model.
+
+    Custom properties: quantization, tflite_bytes, saved_model_bytes, saved_model_weights_bytes,
+    size_ratio, agreement, max_abs_diff, parity_examples, tflite_latency_us,
+    saved_model_latency_us, latency_ratio, exported (0 when skipped, with skip_reason),
+    pushed_destination (when pushed).
+    """
+
+    TYPE_NAME = "TFLiteModel"
+
+
+class TFLiteExportSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "quantization": ExecutionParameter(type=str),  # one of export.QUANTIZATION_MODES
+        "min_agreement": ExecutionParameter(type=float),  # the parity gate, 0..1
+        "parity_examples": ExecutionParameter(type=int),  # eval examples compared
+        "representative_examples": ExecutionParameter(type=int),  # train examples for int8 ranges
+        "push_destination": ExecutionParameter(type=str),  # <dir>/<version>/model.tflite
+        # Recorded in MLMD, and a change in this component's code invalidates its cache.
+        "code_fingerprint": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        # The Pusher's output: its version names the TFLite version, so both stay in step.
+        "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel),
+    }
+    OUTPUTS = {"tflite_model": ChannelParameter(type=TFLiteModel)}
+
+
+class TFLiteExport(base_component.BaseComponent):
+    """Converts the blessed model to TFLite, checks it against the SavedModel, pushes it.
+
+    An unblessed model is not converted (the artifact records why). A model whose TFLite form
+    disagrees with the SavedModel on more than 1 - min_agreement of the eval split fails the
+    component, so nothing downstream sees it.
+    """
+
+    SPEC_CLASS = TFLiteExportSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel,
+        examples: types.BaseChannel,
+        pushed_model: types.BaseChannel,
+        push_destination: str,
+        quantization: str = DEFAULT_QUANTIZATION,
+        min_agreement: float = DEFAULT_MIN_AGREEMENT,
+        parity_examples: int = 5000,
+        representative_examples: int = 200,
+        code_fingerprint: str | None = None,
+    ):
+        super().__init__(
+            spec=TFLiteExportSpec(
+                model=model,
+                model_blessing=model_blessing,
+                examples=examples,
+                pushed_model=pushed_model,
+                push_destination=push_destination,
+                quantization=quantization,
+                min_agreement=min_agreement,
+                parity_examples=parity_examples,
+                representative_examples=representative_examples,
+                code_fingerprint=code_fingerprint,
+                tflite_model=types.Channel(type=TFLiteModel),
+            )
+        )

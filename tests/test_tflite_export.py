@@ -1,0 +1,111 @@
+"""The TFLite export's logic on a small real model: every quantization mode runs on LiteRT."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.lite.tools import flatbuffer_utils
+
+from components.tflite_export import export
+
+MODES = export.QUANTIZATION_MODES
+
+
+@pytest.fixture(scope="module")
+def exported_modes(taxi_model):
+    export_dir, _, train_examples, eval_examples = taxi_model
+    return {
+        mode: export.export(export_dir, mode, train_examples[:200], eval_examples, min_agreement=0.0)
+        for mode in MODES
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_gives_a_builtin_only_model_that_litert_runs(exported_modes, taxi_model, mode):
+    export_dir, _, _, eval_examples = taxi_model
+    blob, report = exported_modes[mode]
+    assert export.custom_ops(blob) == []
+    runner = export._runner(blob)
+    inputs = export.device_inputs(tf.saved_model.load(export_dir), eval_examples[:7])
+    probabilities = runner(**inputs)[export.OUTPUT_KEY]
+    assert probabilities.shape == (7, 1) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert report.quantization == mode and report.tflite_bytes == len(blob)
+    assert report.parity_examples == len(eval_examples)
+    assert 0 <= report.agreement <= 1 and report.max_abs_diff >= 0
+    assert report.tflite_latency_us > 0 and report.saved_model_latency_us > 0
+
+
+def test_quantized_models_are_smaller_than_float32(exported_modes):
+    size = {mode: report.tflite_bytes for mode, (_, report) in exported_modes.items()}
+    assert size["dynamic"] < size["none"] and size["float16"] < size["none"], size
+
+
+def test_float32_and_dynamic_range_agree_at_the_default_gate(exported_modes):
+    # float16 and int8 also round the preprocessing constants (bucket boundaries): measured by
+    # `make bench-tflite`, and gated by the component, not asserted here.
+    for mode in ("none", "dynamic"):
+        assert exported_modes[mode][1].agreement >= 0.99, exported_modes[mode][1]
+    assert exported_modes["none"][1].max_abs_diff < 1e-4
+
+
+def _broken(saved_model_dir, mode, representative):
+    """A converter whose output is deliberately wrong: its float weights are randomized."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(export.convert(saved_model_dir, mode, representative)))
+    float_buffers = {
+        t.buffer for g in model.subgraphs for t in g.tensors if flatbuffer_utils.type_to_name(t.type) == "FLOAT32"
+    }
+    skip = [i for i in range(len(model.buffers)) if i not in float_buffers]
+    flatbuffer_utils.randomize_weights(model, random_seed=random.Random(7).randrange(1000), buffers_to_skip=skip)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_parity_gate_refuses_a_broken_conversion_with_the_figures(taxi_model):
+    export_dir, _, train_examples, eval_examples = taxi_model
+    with pytest.raises(export.ParityError, match=r"agrees with the SavedModel on \d+\.\d+% of 600 eval examples, below the required 99\.00%"):
+        export.export(export_dir, "none", train_examples[:50], eval_examples, min_agreement=0.99, converter=_broken)
+
+
+def test_unknown_mode_is_refused(taxi_model):
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        export.convert(taxi_model[0], "int4", lambda: iter(()))
+
+
+def test_a_saved_model_without_the_device_signature_is_refused(tmp_path):
+    module = tf.Module()
+    module.f = tf.function(lambda x: x, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.f})
+    with pytest.raises(ValueError, match="no 'device' signature"):
+        export.export(str(tmp_path / "m"), "none", [], [b""], min_agreement=0.99)
+
+
+def test_push_writes_a_complete_version_and_never_overwrites_one(exported_modes, taxi_model, tmp_path):
+    export_dir, _, _, eval_examples = taxi_model
+    blob, report = exported_modes["dynamic"]
+    root = tmp_path / "serving" / "taxi_tflite"
+    pushed = export.push(blob, report, export_dir, str(root), "1700000000")
+    assert sorted(os.listdir(root)) == ["1700000000"]  # no partial directory left behind
+    assert sorted(os.listdir(pushed)) == ["device_contract.json", "metadata.json", "model.tflite"]
+    assert json.loads((root / "1700000000" / "metadata.json").read_text())["agreement"] == report.agreement
+    runner = export.load_runner(os.path.join(pushed, export.MODEL_FILE))
+    inputs = export.device_inputs(tf.saved_model.load(export_dir), eval_examples[:3])
+    np.testing.assert_array_equal(runner(**inputs)["probabilities"], export._runner(blob)(**inputs)["probabilities"])
+
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        export.push(b"other", report, export_dir, str(root), "1700000000")
+    assert (root / "1700000000" / "model.tflite").read_bytes() == blob
+
+
+def test_a_failed_push_leaves_nothing_half_written(exported_modes, taxi_model, tmp_path, monkeypatch):
+    blob, report = exported_modes["dynamic"]
+    root = tmp_path / "serving"
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.io.gfile, "rename", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export.push(blob, report, taxi_model[0], str(root), "1700000001")
+    assert os.listdir(root) == []
