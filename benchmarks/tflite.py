@@ -37,7 +37,7 @@ def main(output_dir: Path, parity_examples: int) -> None:
     model, examples = run.output("Trainer", "model"), run.output("CsvExampleGen", "examples")
     if model is None or examples is None:
         raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
-    saved_model = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+    saved_model = path_utils.serving_model_path(model.uri)  # this project's runs: TFX 1.21 layout
     train = export.read_examples(os.path.join(examples.uri, "Split-train", SPLIT_FILES), 200)
     evaluation = export.read_examples(os.path.join(examples.uri, "Split-eval", SPLIT_FILES), parity_examples)
 
