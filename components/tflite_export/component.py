@@ -18,7 +18,8 @@ class TFLiteModel(types.Artifact):
     pushed_destination (when pushed).
     """
 
-    TYPE_NAME = "TFLiteModel"
+    # KFP v2 needs custom artifact types named <namespace>.<Type> (its schema title).
+    TYPE_NAME = "taxi.TFLiteModel"
 
 
 class TFLiteExportSpec(types.ComponentSpec):
