@@ -70,7 +70,7 @@ def _step(endpoint: Endpoint, what: str) -> Iterator[None]:
     try:
         yield
     except kfp_server_api.ApiException as error:
-        body = (error.body or b"").decode(errors="replace") if isinstance(error.body, bytes) else error.body or ""
+        body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
         raise SubmitError(
             f"Kubeflow Pipelines at {endpoint.host} refused {what}: HTTP {error.status} {error.reason}"
             + (f": {body.strip()[:2000]}" if body.strip() else "")
