@@ -1,1 +1,14 @@
 """Custom TFX components of this project (each in its own package)."""
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # KFP v2 steps find a custom artifact type by its name, "<module>.<Class>" with one dot
+    # (see TFLiteModel.TYPE_NAME), so the class must be reachable from here. Imported lazily:
+    # the CLI reads components.*.options without loading TFX.
+    if name == "TFLiteModel":
+        from components.tflite_export.component import TFLiteModel
+
+        return TFLiteModel
+    raise AttributeError(f"module 'components' has no attribute {name!r}")

@@ -142,12 +142,6 @@ def test_tflite_export_is_a_compiled_step_after_the_pusher(compiled):
     assert executors(spec)["TFLiteExport"].container.image == IMAGE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TFLiteModel.TYPE_NAME 'taxi.TFLiteModel' names no importable class: the step entrypoint "
-    "fails with 'Could not import taxi.TFLiteModel'. Name it after an importable path (e.g. "
-    "'components.TFLiteModel', exported by components/__init__.py), then remove this mark.",
-)
 def test_every_artifact_type_in_the_spec_resolves_to_a_class_in_the_image(compiled):
     """The step entrypoint rebuilds each artifact's class from its type title; one it cannot import fails the step."""
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint

@@ -82,7 +82,7 @@ def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
     config.sqlite.filename_uri = str(output_dir / "metadata.sqlite")
     store = mlmd.MetadataStore(config)
     [artifact] = store.get_artifacts_by_id([tflite.id])
-    assert store.get_artifact_types_by_id([artifact.type_id])[0].name == "taxi.TFLiteModel"
+    assert store.get_artifact_types_by_id([artifact.type_id])[0].name == "components.TFLiteModel"
     [output_event] = [e for e in store.get_events_by_artifact_ids([tflite.id]) if e.type == e.OUTPUT]
     inputs = store.get_events_by_execution_ids([output_event.execution_id])
     assert any(e.artifact_id == model.id and e.type == e.INPUT for e in inputs)

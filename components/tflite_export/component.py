@@ -18,8 +18,9 @@ class TFLiteModel(types.Artifact):
     pushed_destination (when pushed).
     """
 
-    # KFP v2 needs custom artifact types named <namespace>.<Type> (its schema title).
-    TYPE_NAME = "taxi.TFLiteModel"
+    # KFP v2 names a custom type <namespace>.<Type> (one dot) and its steps import the class by
+    # that name: components.TFLiteModel resolves (components/__init__.py).
+    TYPE_NAME = "components.TFLiteModel"
 
 
 class TFLiteExportSpec(types.ComponentSpec):
