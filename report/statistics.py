@@ -1,0 +1,103 @@
+"""Key data statistics and anomalies, read from TFDV's outputs (StatisticsGen, ExampleValidator)."""
+
+import dataclasses
+from pathlib import Path
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+
+STATS_FILE = "FeatureStats.pb"
+ANOMALIES_FILE = "SchemaDiff.pb"
+
+
+@dataclasses.dataclass
+class FeatureSummary:
+    name: str
+    type: str
+    present: int
+    missing: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    zeros: float | None = None
+    unique: int | None = None
+    top: str | None = None
+
+    @property
+    def missing_share(self) -> float:
+        total = self.present + self.missing
+        return self.missing / total if total else 0.0
+
+
+@dataclasses.dataclass
+class SplitStatistics:
+    split: str
+    examples: int
+    features: list[FeatureSummary]
+
+
+@dataclasses.dataclass
+class Anomaly:
+    split: str
+    feature: str
+    severity: str
+    short: str
+    description: str
+
+
+def _splits(uri: str, file_name: str) -> list[tuple[str, Path]]:
+    """(split name, file) for each Split-<name>/<file_name> under an artifact's URI, train first."""
+    found = [(p.parent.name.removeprefix("Split-"), p) for p in Path(uri).glob(f"Split-*/{file_name}")]
+    order = {"train": 0, "eval": 1}
+    return sorted(found, key=lambda item: (order.get(item[0], 2), item[0]))
+
+
+def _feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
+    return ".".join(feature.path.step) if feature.path.step else feature.name
+
+
+def _summary(feature: statistics_pb2.FeatureNameStatistics) -> FeatureSummary:
+    kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)
+    stats = feature.WhichOneof("stats")
+    if stats == "num_stats":
+        num = feature.num_stats
+        common = num.common_stats
+        return FeatureSummary(_feature_name(feature), kind, common.num_non_missing, common.num_missing,
+                              mean=num.mean, std=num.std_dev, min=num.min, max=num.max, zeros=num.num_zeros)
+    if stats == "string_stats":
+        text = feature.string_stats
+        common = text.common_stats
+        top = None
+        if text.top_values:
+            first = text.top_values[0]
+            top = f"{first.value or '(empty)'} ({first.frequency:.0f})"
+        return FeatureSummary(_feature_name(feature), kind, common.num_non_missing, common.num_missing,
+                              unique=text.unique, top=top)
+    return FeatureSummary(_feature_name(feature), kind, 0, 0)
+
+
+def load_statistics(uri: str) -> list[SplitStatistics]:
+    """Each split's dataset statistics from an ExampleStatistics artifact."""
+    out = []
+    for split, path in _splits(uri, STATS_FILE):
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(path.read_bytes())
+        for dataset in stats.datasets:
+            features = sorted((_summary(f) for f in dataset.features), key=lambda f: f.name)
+            out.append(SplitStatistics(split, int(dataset.num_examples), features))
+    return out
+
+
+def load_anomalies(uri: str) -> tuple[list[str], list[Anomaly]]:
+    """(the splits checked, the anomalies found) from an ExampleAnomalies artifact."""
+    splits, found = [], []
+    for split, path in _splits(uri, ANOMALIES_FILE):
+        splits.append(split)
+        anomalies = anomalies_pb2.Anomalies.FromString(path.read_bytes())
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            found.append(Anomaly(split, feature, anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                                 info.short_description, info.description))
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            found.append(Anomaly(split, "(dataset)", anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                                 info.short_description, info.description))
+    return splits, found
