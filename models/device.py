@@ -180,14 +180,15 @@ def _lookup(x: tf.Tensor, terms: Sequence[Any]) -> tf.Tensor:
 _NAN_BELOW, _NAN_ABOVE = _float_key(float("-inf")), _float_key(float("inf"))
 
 
-def _keys(x: tf.Tensor) -> tf.Tensor:
-    """float32 -> int64 keys ordered like the floats (see _float_key), computed on the device.
+def _keys(columns: Sequence[tf.Tensor]) -> tf.Tensor:
+    """float32 columns -> [batch, columns] int64 keys ordered like the floats (see _float_key).
 
     Comparing keys instead of floats keeps bucket boundaries and the NaN test exact in every
-    quantization mode: float16 and int8 conversion round float constants and activations, but
-    never integer ones.
+    quantization mode: float16 and int8 conversion round float constants and activations, never
+    integer ones. Each input is bitcast before anything else touches it, so no quantization step
+    can come between the device's value and its key.
     """
-    bits = tf.cast(tf.bitcast(x, tf.int32), tf.int64)
+    bits = tf.cast(tf.stack([tf.bitcast(c, tf.int32) for c in columns], axis=1), tf.int64)
     return tf.where(bits < 0, -(bits + 2**31), bits)
 
 
@@ -199,15 +200,15 @@ def apply(pre: DevicePreprocessing, inputs: Mapping[str, tf.Tensor]) -> dict[str
     """
     out = {}
     numeric, buckets = list(pre.z_scores), list(pre.thresholds)
-    x = tf.stack([tf.cast(inputs[k], tf.float32) for k in numeric + buckets], axis=1)
-    keys = _keys(x)
+    floats = [tf.cast(inputs[k], tf.float32) for k in numeric + buckets]
+    keys = _keys(floats)
     missing = tf.logical_or(keys < _NAN_BELOW, keys > _NAN_ABOVE)  # NaN: beyond +-inf
 
-    if numeric:
-        n = len(numeric)
-        mean, std, when_missing = (tf.constant([[pre.z_scores[k][i] for k in numeric]], tf.float32) for i in range(3))
-        z = tf.where(missing[:, :n], when_missing, (x[:, :n] - mean) / std)
-        out.update({features.transformed_name(k): z[:, i] for i, k in enumerate(numeric)})
+    # One z-score per feature: int8 conversion then gives each its own quantization range.
+    for i, key in enumerate(numeric):
+        mean, std, when_missing = pre.z_scores[key]
+        z = (floats[i] - mean) / std
+        out[features.transformed_name(key)] = tf.where(missing[:, i], tf.constant(when_missing, tf.float32), z)
     if buckets:
         n = len(numeric)
         width = max(1, max(len(pre.thresholds[k][0]) for k in buckets))
