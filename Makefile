@@ -6,6 +6,7 @@
 #   make test [ARGS="-k config ..."]        the default suite (what CI runs)
 #   make test-slow                          the default suite plus the slow checks
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
+#   make report [RUN=latest~1]              (re)write a run's report (make run writes one for each run)
 #   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
@@ -19,6 +20,7 @@ OUTPUT_DIR ?= outputs
 DATA_DIR ?=
 ARGS ?=
 CMD ?=
+RUN ?= latest
 SCHEMA_OUT ?= $(OUTPUT_DIR)/schema_draft.pbtxt
 
 ENV := bash tools/env.sh
@@ -26,7 +28,7 @@ ENV := bash tools/env.sh
 export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: run test test-slow exec tensorboard bench-lineage bench-tflite schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench-lineage bench-tflite schema env lock clean kfp kfp-submit
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
@@ -47,6 +49,10 @@ exec:
 
 tensorboard:
 	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"
+
+# The run's report: <OUTPUT_DIR>/reports/run-<time>/report.html (self-contained) and report.md.
+report:
+	$(ENV) exec python -m cli report $(RUN) --output-dir "$(OUTPUT_DIR)" $(ARGS)
 
 bench-lineage:
 	$(ENV) exec python -m lineage.bench --mlmd-sqlite "$(OUTPUT_DIR)/metadata.sqlite" $(ARGS)

@@ -1,4 +1,4 @@
-"""The project's command line: `python -m cli run | schema | tensorboard | lineage ...` (make calls these).
+"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage ...` (make calls these).
 
 Options are generated from PipelineConfig's fields (and the model's Hyperparameters), so every
 setting has one definition and one flag.
@@ -86,13 +86,57 @@ main.add_command(lineage)
 
 
 @main.command()
+@click.option("--verbose", "-v", is_flag=True, default=False,
+              help="Show every log line on the console too (they always go to <output dir>/logs/run-<time>.log).")
+@click.option("--report/--no-report", "write_report", default=True, show_default=True,
+              help="Write the run report (HTML and Markdown) under <output dir>/reports/ at the end.")
 @config_options
-def run(**options: Any) -> None:
-    """Run the pipeline end to end on this machine (LocalDagRunner)."""
-    config = _config_or_exit(options)
-    import local_runner  # heavy (TFX, TensorFlow): imported once the options are known to be valid
+def run(verbose: bool, write_report: bool, **options: Any) -> None:
+    """Run the pipeline end to end on this machine (LocalDagRunner).
 
-    local_runner.run(config)
+    The console shows one line per component and a summary; the full logs go to a file.
+    """
+    config = _config_or_exit(options)
+    log_file = None
+    if verbose:
+        import local_runner  # heavy (TFX, TensorFlow): imported once the options are known to be valid
+    else:  # quiet: even the import's TensorFlow log lines go to the run's log file
+        from report.progress import descriptors_to, log_file_path
+
+        log_file = log_file_path(config.log_dir)
+        with descriptors_to(log_file):
+            import local_runner
+    try:
+        local_runner.run(config, verbose=verbose, report=write_report, log_file=log_file)
+    except local_runner.RunFailed as failure:
+        click.echo(str(failure), err=True)
+        sys.exit(1)
+
+
+@main.command("report")
+@click.argument("run_ref", metavar="[RUN]", default="latest")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=PipelineConfig.__dataclass_fields__["output_dir"].default,
+              show_default=True, help="The output directory the run wrote to (its MLMD store is read).")
+@click.option("--pipeline-name", default=PipelineConfig.__dataclass_fields__["pipeline_name"].default, show_default=True)
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Directory to write report.html, report.md and images/ to. [default: <output dir>/reports/run-<id>/]")
+def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None) -> None:
+    """Write a run's report: self-contained HTML (pictures inline) and Markdown.
+
+    RUN is a run id, a unique prefix of one, latest (the default) or latest~N.
+    """
+    config = _config_or_exit({"output_dir": output_dir, "pipeline_name": pipeline_name})
+    import local_runner
+    from lineage.query import Lineage
+    from lineage.store import LineageError, StoreAddress, open_store
+
+    try:
+        found = Lineage(open_store(StoreAddress(sqlite=config.metadata_path))).run(run_ref, pipeline=pipeline_name)
+    except LineageError as error:
+        raise click.ClickException(str(error))
+    html_path, md_path = local_runner.write_report(
+        config, found, local_runner.log_file_of(config, found), out.absolute() if out else None)
+    click.echo(f"Report of run {found.run_id}: {html_path}\nMarkdown: {md_path}")
 
 
 @main.command()

@@ -3,24 +3,20 @@
 This runner only decides where things live; the pipeline itself is pipeline.create_pipeline.
 """
 
-import datetime
 import logging
 import shutil
-import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
-from absl import logging as absl_logging
 from tfx import v1 as tfx
 
 from data import taxi
-from lineage.metrics import overall_metrics
 from lineage.query import Lineage, RunInfo
 from lineage.store import StoreAddress, open_store
 from pipeline.config import PipelineConfig
+from report import build as report_build
+from report.progress import captured_run, first_error_line, mlmd_node_state
 from pipeline.pipeline import (
     CURATED_SCHEMA,
     create_pipeline,
@@ -30,24 +26,13 @@ from pipeline.pipeline import (
 )
 
 
-@contextmanager
-def _log_to_file(log_dir: Path) -> Iterator[Path]:
-    """Copies every log record of the run to a file under log_dir."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"run-{datetime.datetime.now().strftime('%Y%m%dT%H%M%S')}.log"
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    previous_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    absl_logging.set_verbosity(absl_logging.INFO)
-    try:
-        yield path
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous_level)
-        handler.close()
+class RunFailed(Exception):
+    """The run stopped: in which component (None: before any started), why, and where the full log is."""
+
+    def __init__(self, component: str | None, error_line: str, log_file: Path):
+        self.component, self.error_line, self.log_file = component, error_line, log_file
+        where = f"in {component}" if component else "before any component started"
+        super().__init__(f"Run failed {where}: {error_line}\nFull log: {log_file}")
 
 
 def _prepare(config: PipelineConfig) -> Path:
@@ -71,45 +56,90 @@ def stage_schema(config: PipelineConfig, schema_file: Path = CURATED_SCHEMA) -> 
     return staged
 
 
-def run(config: PipelineConfig) -> RunInfo:
-    """Runs the pipeline end to end and returns what its run did, read back from MLMD."""
+def run(config: PipelineConfig, verbose: bool = False, report: bool = True, log_file: Path | None = None) -> RunInfo:
+    """Runs the pipeline end to end, prints progress and a summary, and returns the run (from MLMD).
+
+    Quiet unless `verbose`: every log line (Python, TensorFlow's C++ logging, Beam workers) goes
+    to <output>/logs/run-<time>.log, the console gets one line per component. `report`: also
+    write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
+    started (the CLI logs its imports there). Raises RunFailed.
+    """
     data_dir = _prepare(config)
-    with _log_to_file(config.log_dir) as log_file:
+    state_of = mlmd_node_state(config.metadata_path, config.pipeline_name)
+    report_paths = None
+    with captured_run(config.log_dir, 0, state_of, verbose, log_file) as captured:
+        log_file = captured.log_file
         logging.info("Run configuration: %s", config)
         try:
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, data_dir, stage_schema(config)))
-        except Exception:
-            print(f"The run failed; full log: {log_file}", file=sys.stderr)
-            raise
-    summary = latest_run(config)
-    print(format_summary(config, summary, log_file))
+            pipeline = create_pipeline(config, data_dir, stage_schema(config))
+            captured.progress.total = len(pipeline.components)
+            captured.console.write(
+                f"Running {config.pipeline_name}: {len(pipeline.components)} components; full log: {log_file}\n")
+            captured.console.flush()
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as error:
+            logging.exception("The run failed")
+            failed = captured.progress.fail()
+            raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
+        summary = latest_run(config)
+        if report:
+            try:
+                report_paths = write_report(config, summary, log_file)
+            except Exception as error:  # the run itself succeeded: say so, and why the report is missing
+                logging.exception("Writing the run report failed")
+                report_paths = first_error_line(error)
+    print(format_summary(config, summary, log_file, report_paths))
     return summary
 
 
-def format_summary(config: PipelineConfig, summary: RunInfo, log_file: Path) -> str:
-    states = ", ".join(f"{node} {state}" for node, state in summary.states().items())
-    lines = [f"Run {summary.run_id}: {states}"]
-    blessing = summary.output("Evaluator", "blessing")
-    evaluation = summary.output("Evaluator", "evaluation")
+def write_report(config: PipelineConfig, summary: RunInfo, log_file: Path | None = None,
+                 directory: Path | None = None) -> tuple[Path, Path]:
+    """Writes the run's report (report.html, self-contained, and report.md) and returns their paths."""
+    where = {"MLMD store": str(config.metadata_path), "TensorBoard logs": str(config.tensorboard_dir)}
+    if log_file is not None:
+        where["Log file"] = str(log_file)
+    report = report_build.collect(summary, where)
+    return report_build.write(report, directory or report_build.report_dir(config.output_dir / "reports", summary))
+
+
+def log_file_of(config: PipelineConfig, summary: RunInfo) -> Path | None:
+    """The log file a run wrote: the last one opened before the run started (names are local times)."""
+    started = summary.run_id.split(".")[0].replace("-", "").replace(":", "")  # run ids: local ISO times
+    logs = sorted(p for p in config.log_dir.glob("run-*.log") if p.name[4:19] <= started)
+    return logs[-1] if logs else None
+
+
+def format_summary(config: PipelineConfig, summary: RunInfo, log_file: Path,
+                   report_paths: tuple[Path, Path] | str | None = None) -> str:
+    """The end-of-run summary: the verdict and why, metrics vs the baseline, where everything is."""
+    counts: dict[str, int] = {}
+    for state in summary.states().values():
+        word = {"COMPLETE": "ran", "CACHED": "cached"}.get(state, state.lower())
+        counts[word] = counts.get(word, 0) + 1
+    states = ", ".join(f"{n} {word}" for word, n in sorted(counts.items(), key=lambda kv: kv[0] != "ran"))
+    lines = [f"Run {summary.run_id}: {summary.state.lower()} in {summary.seconds:.0f}s ({states})"]
+    evaluation = report_build.collect_evaluation(summary)
+    if evaluation is not None and evaluation.overall is not None:
+        lines.append("Eval metrics: " + report_build.metric_line(evaluation.overall.candidate))
+        baseline = report_build.baseline_line(evaluation)
+        lines.append(f"Baseline:      {baseline or 'none (no blessed model before this one)'}")
     if evaluation is not None:
-        metrics = overall_metrics(evaluation.uri)
-        shown = {k: metrics[k] for k in ("auc", "binary_accuracy", "example_count") if k in metrics}
-        lines.append("Eval metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
-    if blessing is not None:
-        blessed = blessing.properties.get("blessed") == 1
-        lines.append(f"Model blessed: {'yes' if blessed else 'no (see the Evaluator thresholds)'}")
-    pushed = summary.output("Pusher", "pushed_model")
-    if pushed is not None and pushed.properties.get("pushed") == 1:
-        lines.append(f"Pushed model:  {pushed.properties['pushed_destination']}")
-    else:
-        lines.append(f"Pushed model:  none this run (serving directory: {config.serving_model_dir})")
+        head, reasons = report_build.verdict(evaluation)
+        lines.append(f"Model blessed: {head}")
+        lines += [f"                 {reason}" for reason in reasons]
+    pushed = report_build.pushed_destination(summary.output("Pusher", "pushed_model"))
+    lines.append(f"Pushed model:  {pushed or f'none this run (serving directory: {config.serving_model_dir})'}")
     tflite = summary.output("TFLiteExport", "tflite_model")
     if tflite is not None:
         lines.append(f"TFLite model:  {describe_tflite(tflite.properties)}")
+    if isinstance(report_paths, tuple):
+        lines.append(f"Report:        {report_paths[0]}  (Markdown: {report_paths[1].name} beside it)")
+    elif report_paths:
+        lines.append(f"Report:        not written ({report_paths}; see the log)")
     lines += [
         f"MLMD store:    {config.metadata_path}",
+        f"TensorBoard:   tensorboard --logdir {config.tensorboard_dir}  (or: make tensorboard OUTPUT_DIR={config.output_dir})",
         f"Logs:          {log_file}",
-        f"TensorBoard:   tensorboard --logdir {config.tensorboard_dir}",
     ]
     return "\n".join(lines)
 

@@ -195,8 +195,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "n/a"
-        if value.is_integer() and abs(value) >= 2:  # counts
-            return f"{value:,.0f}"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
@@ -233,19 +231,20 @@ def sections(report: RunReport) -> list[Section]:
         names = [k for k in SLICE_COLUMNS if k in overall.candidate] + sorted(
             k for k in overall.candidate if k not in SLICE_COLUMNS)
         if overall.baseline:
-            rows = [[k, _fmt(overall.candidate.get(k)), _fmt(overall.baseline.get(k)),
+            rows = [[k, _metric(k, overall.candidate.get(k)), _metric(k, overall.baseline.get(k)),
                      f"{overall.diff[k]:+.4f}" if k in overall.diff else "-"] for k in names]
             tables.append(Table("Whole eval split: candidate vs baseline", ["metric", "candidate", "baseline", "change"], rows,
                                 f"Baseline: model #{ev.baseline.id} ({ev.baseline.uri}), the latest blessed model."))
         else:
-            rows = [[k, _fmt(overall.candidate.get(k))] for k in names]
+            rows = [[k, _metric(k, overall.candidate.get(k))] for k in names]
             tables.append(Table("Whole eval split", ["metric", "value"], rows,
                                 "No baseline: this is the first model evaluated with a blessed model before it."))
         tables.append(Table("Gates (eval_config thresholds; verdicts from TFMA's validation result)",
                             ["metric", "bound", "value", "verdict"],
                             [[g.metric + (" change vs baseline" if g.kind == "change" else "") +
                               ("" if g.slice == OVERALL else f" ({g.slice})"), g.bound.replace("change ", ""),
-                              _fmt(g.value), g.status] for g in ev.gates]))
+                              _fmt(g.value) if g.kind == "value" or g.value is None else f"{g.value:+.4f}",
+                              g.status] for g in ev.gates]))
     out.append(Section("Evaluation", text, tables, []))
 
     if report.curves:
@@ -319,10 +318,17 @@ def one_class(m: SliceMetrics) -> bool:
     return m.candidate.get("mean_label") in (0.0, 1.0)
 
 
+def _metric(name: str, value: float | None) -> str:
+    """A metric value as shown: counts whole, the rest to 4 decimals."""
+    if value is not None and name.endswith("count"):
+        return f"{value:,.0f}"
+    return _fmt(value)
+
+
 def _slice_value(m: SliceMetrics, name: str) -> str:
     if name == "auc" and one_class(m):
         return "n/a (one class)"
-    return _fmt(m.candidate.get(name))
+    return _metric(name, m.candidate.get(name))
 
 
 CSS = """

@@ -26,6 +26,9 @@ SUITE=trixie
 UV_VERSION=0.13.9   # resolves the lock (make lock) only; installs use plain pip
 ROOTFS=$CACHE/rootfs-$SUITE
 ROOTFS_PACKAGES=python3,python3-venv,python3-dev,ca-certificates,gcc,g++
+# Added to the rootfs after it is built, and to an existing one on its next use: a headless
+# browser for the run report's rendering test (a failed install only skips that test).
+ROOTFS_EXTRA_PACKAGES="chromium fonts-dejavu-core"
 # Host top-level directories that belong to the host's OS, not to the user: never bound over the rootfs.
 SYSTEM_DIRS=" bin boot dev etc lib lib32 lib64 libx32 lost+found proc run sbin sys usr var "
 
@@ -99,6 +102,23 @@ build_rootfs() {
     > "$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed; see $CACHE/debootstrap.log"
   touch "$ROOTFS.partial/.complete"
   mv "$ROOTFS.partial" "$ROOTFS"
+}
+
+rootfs_extras_marker() { echo "$ROOTFS/.extras-$(printf '%s' "$ROOTFS_EXTRA_PACKAGES" | cksum | cut -d' ' -f1)"; }
+
+install_rootfs_extras() {
+  local marker; marker=$(rootfs_extras_marker)
+  [ -f "$marker" ] && return
+  if [ "$(id -u)" != 0 ]; then say "not root: cannot add $ROOTFS_EXTRA_PACKAGES to the rootfs"; return; fi
+  say "adding $ROOTFS_EXTRA_PACKAGES to the rootfs (once; log: $CACHE/rootfs-extras.log)"
+  # shellcheck disable=SC2086  # the list is meant to split
+  if rootfs_exec /usr/bin/env DEBIAN_FRONTEND=noninteractive /bin/sh -c \
+      'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' sh $ROOTFS_EXTRA_PACKAGES \
+      > "$CACHE/rootfs-extras.log" 2>&1; then
+    touch "$marker"
+  else
+    say "could not add $ROOTFS_EXTRA_PACKAGES (see $CACHE/rootfs-extras.log); tests that need them are skipped"
+  fi
 }
 
 # Runs "$@" chrooted into the rootfs. Called inside a private mount namespace (see rootfs_exec).
@@ -193,6 +213,12 @@ ensure() {
     if command -v flock >/dev/null; then flock 9; fi
     [ "$ROUTE" = rootfs ] && build_rootfs
     build_venv
+    exec 9>&-
+  fi
+  if [ "$ROUTE" = rootfs ] && [ ! -f "$(rootfs_extras_marker)" ]; then
+    exec 9>"$CACHE/.build.lock"
+    if command -v flock >/dev/null; then flock 9; fi
+    install_rootfs_extras
     exec 9>&-
   fi
   say "route=$ROUTE ($WHY); python=$VENV_HOST"
