@@ -18,10 +18,6 @@ from report.progress import FINISHED, RUNNING, Progress, first_error_line
 from tests.conftest import REPO
 
 LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] (\S+)\s+(done|cached|failed|running|skipped)\s+(\d+\.\d)s$")
-ALL_NODES = {
-    "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-    "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport",
-}
 WORD = {"COMPLETE": "done", "CACHED": "cached"}
 
 
@@ -35,8 +31,11 @@ def test_a_run_prints_one_line_per_component_with_the_state_mlmd_records(two_run
     _, _, (first, first_run), (second, second_run) = two_runs
     for result, run in ((first, first_run), (second, second_run)):
         lines = _progress(result.stdout)
-        assert [n for n, *_ in lines] == list(range(1, 11)) and {total for _, total, *_ in lines} == {10}
-        assert {name for _, _, name, _, _ in lines} == ALL_NODES
+        nodes = run.states()  # every node of the pipeline, as MLMD recorded the run
+        assert len(nodes) >= 10 and {"CsvExampleGen", "Trainer", "Evaluator", "Pusher"} <= set(nodes)
+        assert [n for n, *_ in lines] == list(range(1, len(nodes) + 1))
+        assert {total for _, total, *_ in lines} == {len(nodes)}
+        assert {name for _, _, name, _, _ in lines} == set(nodes)
         # The state shown is the one MLMD recorded for the run.
         assert {name: state for _, _, name, state, _ in lines} == {n: WORD[s] for n, s in run.states().items()}
     assert {state for *_, state, _ in _progress(first.stdout)} == {"done"}
@@ -49,7 +48,7 @@ def test_a_run_prints_one_line_per_component_with_the_state_mlmd_records(two_run
 @pytest.mark.e2e
 def test_the_console_stays_short_and_the_log_file_gets_everything(two_runs):
     output_dir, _, (first, _), _ = two_runs
-    # Header, 10 progress lines, a summary of about a dozen lines: no TensorFlow, Beam or absl lines.
+    # Header, a progress line per component, a summary of about a dozen lines: no TensorFlow, Beam or absl lines.
     assert len(first.stdout.splitlines()) < 30, first.stdout
     assert first.stderr.strip() == "", first.stderr[-2000:]
     [log_line] = [line for line in first.stdout.splitlines() if line.startswith("Logs:")]
@@ -90,7 +89,7 @@ def test_a_failing_run_names_the_component_the_error_and_the_log(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 1
-    assert re.search(r"^\[ 1/10\] CsvExampleGen\s+failed", result.stdout, re.M), result.stdout
+    assert re.search(r"^\[ *1/\d+\] CsvExampleGen\s+failed", result.stdout, re.M), result.stdout
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("Run failed in CsvExampleGen: ValueError: Columns do not match"), result.stderr
     assert lines[1].startswith(f"Full log: {tmp_path / 'out' / 'logs'}/run-")
