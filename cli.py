@@ -126,16 +126,22 @@ def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None)
     RUN is a run id, a unique prefix of one, latest (the default) or latest~N.
     """
     config = _config_or_exit({"output_dir": output_dir, "pipeline_name": pipeline_name})
-    import local_runner
-    from lineage.query import Lineage
-    from lineage.store import LineageError, StoreAddress, open_store
+    import os
 
-    try:
-        found = Lineage(open_store(StoreAddress(sqlite=config.metadata_path))).run(run_ref, pipeline=pipeline_name)
-    except LineageError as error:
-        raise click.ClickException(str(error))
-    html_path, md_path = local_runner.write_report(
-        config, found, local_runner.log_file_of(config, found), out.absolute() if out else None)
+    from report.progress import descriptors_to
+
+    # TensorFlow's and TFMA's log lines are of no use here: they go nowhere (errors still raise).
+    with descriptors_to(Path(os.devnull)):
+        import local_runner
+        from lineage.query import Lineage
+        from lineage.store import LineageError, StoreAddress, open_store
+
+        try:
+            found = Lineage(open_store(StoreAddress(sqlite=config.metadata_path))).run(run_ref, pipeline=pipeline_name)
+        except LineageError as error:
+            raise click.ClickException(str(error))
+        html_path, md_path = local_runner.write_report(
+            config, found, local_runner.log_file_of(config, found), out.absolute() if out else None)
     click.echo(f"Report of run {found.run_id}: {html_path}\nMarkdown: {md_path}")
 
 

@@ -5,6 +5,7 @@ The real-run checks read the captured output of the session's two small pipeline
 first component within seconds.
 """
 
+import csv
 import io
 import logging
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from data import taxi
 from report.progress import FINISHED, RUNNING, Progress, first_error_line
 from tests.conftest import REPO
 
@@ -81,20 +83,30 @@ def test_the_summary_says_what_happened_and_where_everything_is(two_runs):
 
 @pytest.mark.e2e
 def test_a_failing_run_names_the_component_the_error_and_the_log(tmp_path):
+    # Well-formed CSV (the right columns), but no fare is a number: a component fails on it.
+    rows = list(csv.DictReader(taxi.bundled_csv().open(newline="")))[:60]
     data = tmp_path / "data"
     data.mkdir()
-    (data / "data.csv").write_text("a,b,c\n1,2,3\n4,5,6,7,8\n")
+    with (data / "data.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "fare": "twelve dollars"} for row in rows)
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--output-dir", str(tmp_path / "out"), "--data-dir", str(data)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "cli", "run", "--output-dir", str(tmp_path / "out"), "--data-dir", str(data),
+         "--train-steps", "5"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
     )
-    assert result.returncode == 1
-    assert re.search(r"^\[ *1/\d+\] CsvExampleGen\s+failed", result.stdout, re.M), result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("Run failed in CsvExampleGen: ValueError: Columns do not match"), result.stderr
+    failed = re.match(r"Run failed in (\w+): (\w+(Error|Exception)\b.*)", lines[0])
+    assert failed, result.stderr[-3000:]
+    component = failed[1]
+    # Its progress line says so, and it is the last one: nothing ran after it.
+    progress = _progress(result.stdout)
+    assert progress[-1][2:4] == (component, "failed") and all(state != "failed" for *_, state, _ in progress[:-1])
     assert lines[1].startswith(f"Full log: {tmp_path / 'out' / 'logs'}/run-")
     assert len(lines) == 2  # no traceback on the console: it is in the log
-    assert "Traceback" in open(lines[1].split(": ", 1)[1]).read()
+    assert "Traceback" in Path(lines[1].split(": ", 1)[1]).read_text()
 
 
 # --- the progress handler on its own ---------------------------------------------------------------
