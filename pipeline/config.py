@@ -13,7 +13,11 @@ from typing import Any
 from components.tflite_export import options as tflite
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
-BEAM_MODES = ("in_memory", "multi_processing")
+BEAM_MODES = ("auto", "in_memory", "multi_processing")
+# --beam-mode auto: multi_processing from this much CSV input on, in_memory below (the bundled
+# data is 1.9 MB). Measured on a 2-core machine: see README "Benchmark" (crossover).
+AUTO_MULTI_PROCESSING_BYTES = 64 * 1024 * 1024
+BUNDLED_DATA_BYTES = 2 * 1024 * 1024  # data_dir None: the bundled 15k rows
 
 
 class ConfigError(ValueError):
@@ -65,11 +69,15 @@ class PipelineConfig:
         metadata=_help("...and an AUC at most this far below the latest blessed model's."),
     )
     beam_mode: str = dataclasses.field(
-        default="in_memory",
-        metadata=_help("Beam DirectRunner running mode for the Beam-powered components.", choices=BEAM_MODES),
+        default="auto",
+        metadata=_help(
+            "Beam DirectRunner running mode for the Beam-powered components; auto: in_memory for "
+            "small input, multi_processing from AUTO_MULTI_PROCESSING_BYTES of CSV on.",
+            choices=BEAM_MODES,
+        ),
     )
     beam_workers: int = dataclasses.field(
-        default=1, metadata=_help("Beam DirectRunner workers (0: one per CPU core).")
+        default=0, metadata=_help("Beam DirectRunner workers when multi_processing (0: one per CPU core).")
     )
     tflite_quantization: str = dataclasses.field(
         default=tflite.DEFAULT_QUANTIZATION,
@@ -124,7 +132,7 @@ class PipelineConfig:
             raise ConfigError("beam_mode", f"must be one of {', '.join(BEAM_MODES)}")
         if self.beam_workers < 0:
             raise ConfigError("beam_workers", f"must be 0 (one per core) or more, got {self.beam_workers}")
-        if self.beam_mode == "in_memory" and self.beam_workers != 1:
+        if self.beam_mode == "in_memory" and self.beam_workers > 1:
             raise ConfigError("beam_workers", "in_memory runs one worker; use --beam-mode multi_processing for more")
         for name in ("pipeline_name", "model_name"):
             value = getattr(self, name)
@@ -171,12 +179,27 @@ class PipelineConfig:
     def beam_args(self) -> list[str]:
         # FnApiRunner, named: Beam 2.77's DirectRunner first tries Prism, a binary it downloads
         # at run time (nothing here can), and only then falls back to this same runner.
-        workers = self.beam_workers or os.cpu_count() or 1
+        mode = self.resolved_beam_mode
+        workers = 1 if mode == "in_memory" else self.beam_workers or os.cpu_count() or 1
         return [
             "--runner=FnApiRunner",
-            f"--direct_running_mode={self.beam_mode}",
+            f"--direct_running_mode={mode}",
             f"--direct_num_workers={workers}",
         ]
+
+    @property
+    def input_bytes(self) -> int:
+        """Size of the CSV input: what --beam-mode auto decides by."""
+        if self.data_dir is None:
+            return BUNDLED_DATA_BYTES
+        return sum(p.stat().st_size for p in self.data_dir.glob("*.csv"))
+
+    @property
+    def resolved_beam_mode(self) -> str:
+        """in_memory or multi_processing: beam_mode, with auto decided by input_bytes."""
+        if self.beam_mode != "auto":
+            return self.beam_mode
+        return "multi_processing" if self.input_bytes >= AUTO_MULTI_PROCESSING_BYTES else "in_memory"
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)

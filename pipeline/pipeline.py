@@ -106,6 +106,7 @@ def create_pipeline(
     serving_model_dir: str | None = None,
     pipeline_root: str | None = None,
     with_baseline: bool = True,
+    beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
     """The whole pipeline, from CSV files in `data_dir` to a pushed model.
 
@@ -114,7 +115,8 @@ def create_pipeline(
 
     The keyword arguments are for runners whose pipeline runs elsewhere (kubeflow/runner.py):
     remote URIs, runtime parameters, and no baseline resolver where the orchestrator cannot run
-    one. Left out, everything comes from `config`, as local runs use it.
+    one; `beam_pipeline_args` for beam_runner.py's runner profiles (Flink, Spark, Dataflow). Left
+    out, everything comes from `config`, as local runs use it.
     """
     input_base = data_dir if isinstance(data_dir, RuntimeParameter) else str(data_dir)
     example_gen = tfx.components.CsvExampleGen(input_base=input_base)  # train:eval 2:1 by hash
@@ -198,7 +200,7 @@ def create_pipeline(
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.metadata_path)
         ),
-        beam_pipeline_args=config.beam_args,
+        beam_pipeline_args=config.beam_args if beam_pipeline_args is None else beam_pipeline_args,
     )
 
 

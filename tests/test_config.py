@@ -43,7 +43,7 @@ def test_beam_args_always_name_the_runner_and_running_mode():
         ({"hyperparameters": Hyperparameters(hidden_units=())}, "--hidden-units"),
         ({"hyperparameters": Hyperparameters(distribution_strategy="tpu")}, "--distribution-strategy"),
         ({"hyperparameters": Hyperparameters(seed=-1)}, "--seed"),
-        ({"beam_workers": 2}, "--beam-workers"),  # in_memory runs one worker
+        ({"beam_mode": "in_memory", "beam_workers": 2}, "--beam-workers"),  # in_memory runs one worker
         ({"output_dir": Path("")}, "--output-dir"),  # what an empty OUTPUT_DIR= gives
     ],
 )

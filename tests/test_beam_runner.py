@@ -1,0 +1,118 @@
+"""beam_runner.py: runner profiles as Beam options, the automatic running mode, a BeamDagRunner run."""
+
+import subprocess
+import sys
+
+import pytest
+from apache_beam.options.pipeline_options import (
+    DirectOptions, FlinkRunnerOptions, GoogleCloudOptions, PipelineOptions, PortableOptions, StandardOptions,
+    WorkerOptions,
+)
+
+import beam_runner
+from data import taxi
+from pipeline import config as config_module
+from pipeline.config import PipelineConfig
+from tests.conftest import REPO, SMALL_RUN, latest_summary
+
+Settings = beam_runner.RunnerSettings
+
+
+def options(profile, settings=Settings()):
+    return PipelineOptions(beam_runner.beam_args(profile, settings))
+
+
+def test_direct_profiles_run_the_fnapi_runner_in_memory_or_on_n_processes():
+    direct = options("direct")
+    assert direct.view_as(StandardOptions).runner == "FnApiRunner"  # never Prism (a download)
+    assert direct.view_as(DirectOptions).direct_running_mode == "in_memory"
+    mp = options("direct-mp", Settings(workers=3)).view_as(DirectOptions)
+    assert (mp.direct_running_mode, mp.direct_num_workers) == ("multi_processing", 3)
+    assert options("direct-mp").view_as(DirectOptions).direct_num_workers >= 1  # 0: one per core
+
+
+def test_cluster_profiles_give_complete_parseable_options():
+    flink = options("flink", Settings(flink_master="flink:8081", image="reg/tfx-taxi:1", parallelism=4))
+    assert flink.view_as(StandardOptions).runner == "FlinkRunner"
+    assert flink.view_as(FlinkRunnerOptions).flink_master == "flink:8081"
+    assert flink.view_as(PortableOptions).environment_config == "reg/tfx-taxi:1"
+    spark = options("spark", Settings(job_endpoint="spark-jobserver:8099", image="reg/tfx-taxi:1"))
+    assert spark.view_as(StandardOptions).runner == "PortableRunner"
+    assert spark.view_as(PortableOptions).job_endpoint == "spark-jobserver:8099"
+    assert spark.view_as(PortableOptions).environment_type == "DOCKER"
+    dataflow = options("dataflow", Settings(project="my-project", region="europe-west1",
+                                            temp_location="gs://bucket/tmp", image="reg/tfx-taxi:1"))
+    cloud = dataflow.view_as(GoogleCloudOptions)
+    assert (cloud.project, cloud.region, cloud.temp_location) == ("my-project", "europe-west1", "gs://bucket/tmp")
+    assert dataflow.view_as(WorkerOptions).sdk_container_image == "reg/tfx-taxi:1"
+    assert not any(beam_runner.runs_here(p) for p in ("flink", "spark", "dataflow"))
+
+
+@pytest.mark.parametrize(
+    ("profile", "settings", "message"),
+    [
+        ("spark", Settings(image="i"), "needs --job-endpoint"),
+        ("flink", Settings(), "needs --flink-master, --image"),
+        ("dataflow", Settings(project="my-project", region="r", temp_location="/tmp/x", image="i"), "Invalid GCS path"),
+        ("dataflow", Settings(project="123", region="r", temp_location="gs://bucket/t", image="i"), "Invalid Project ID"),
+        ("direct", Settings(extra=("--no_such_option=1",)), "not Beam pipeline options: --no_such_option"),
+        ("prism", Settings(), "unknown profile"),
+    ],
+)
+def test_incomplete_or_unknown_options_are_refused(profile, settings, message):
+    with pytest.raises(beam_runner.ProfileError, match=message):
+        beam_runner.beam_args(profile, settings)
+
+
+def test_extra_beam_flags_pass_through_checked():
+    args = beam_runner.beam_args("direct", Settings(extra=("--direct_embed_docker_python",)))
+    assert args[-1] == "--direct_embed_docker_python"
+
+
+def test_auto_mode_is_in_memory_for_small_input_and_multi_processing_for_large(tmp_path, monkeypatch):
+    data = taxi.write_sample(tmp_path / "data", rows=50)
+    assert PipelineConfig().resolved_beam_mode == "in_memory"  # the bundled data
+    assert PipelineConfig(data_dir=data).resolved_beam_mode == "in_memory"
+    monkeypatch.setattr(config_module, "AUTO_MULTI_PROCESSING_BYTES", 100)
+    large = PipelineConfig(data_dir=data, beam_workers=2)
+    assert large.resolved_beam_mode == "multi_processing"
+    assert "--direct_num_workers=2" in large.beam_args
+    # An explicit mode wins over the size.
+    assert PipelineConfig(data_dir=data, beam_mode="in_memory").beam_args[1:] == [
+        "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert beam_runner.beam_args("auto", Settings(), large) == large.beam_args
+
+
+def test_the_profile_reaches_the_pipeline(tmp_path):
+    from pipeline.pipeline import create_pipeline
+
+    args = beam_runner.beam_args("direct-mp", Settings(workers=2))
+    config = PipelineConfig(output_dir=tmp_path)
+    assert create_pipeline(config, tmp_path, beam_pipeline_args=args).beam_pipeline_args == args
+    assert create_pipeline(config, tmp_path).beam_pipeline_args == config.beam_args
+
+
+def test_print_options_runs_nothing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "beam_runner.py", "--profile", "spark", "--job-endpoint", "js:8099", "--image", "img:1",
+         "--output-dir", str(tmp_path / "out"), "--print-options"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["--runner=PortableRunner", "--job_endpoint=js:8099",
+                                     "--environment_type=DOCKER", "--environment_config=img:1"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_beam_dag_runner_runs_the_pipeline_on_a_small_sample(tmp_path):
+    data = taxi.write_sample(tmp_path / "data", rows=400)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "beam_runner.py", "--profile", "direct", "--output-dir", str(out), "--data-dir", str(data),
+         *SMALL_RUN], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    run = latest_summary(out)
+    assert run.state == "COMPLETE"
+    states = run.states()
+    for node in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert states.get(node) == "COMPLETE", states
+    assert run.output("Trainer", "model") is not None
