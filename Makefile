@@ -10,6 +10,8 @@
 #   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
+#   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
+#   make bench-quick                        the same without the synthetic rows (a few minutes)
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -28,7 +30,7 @@ ENV := bash tools/env.sh
 export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: run report test test-slow exec tensorboard bench-lineage bench-tflite schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite schema env lock clean kfp kfp-submit
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
@@ -59,6 +61,14 @@ bench-lineage:
 
 bench-tflite:
 	$(ENV) exec python -m benchmarks.tflite --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+# Side by side with TFX's own taxi example, back to back; results in $(OUTPUT_DIR)/bench/bench.{md,png,json}.
+BENCH_ROWS ?= 100000 1000000
+bench:
+	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(BENCH_ROWS),--rows $(n)) $(ARGS)
+
+bench-quick:
+	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(ARGS)
 
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)
