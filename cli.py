@@ -5,6 +5,7 @@ setting has one definition and one flag.
 """
 
 import dataclasses
+import os
 import sys
 import types
 import typing
@@ -97,6 +98,7 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     The console shows one line per component and a summary; the full logs go to a file.
     """
     config = _config_or_exit(options)
+    os.umask(0o077)  # the store, models and logs this run writes are the user's only
     log_file = None
     if verbose:
         import local_runner  # heavy (TFX, TensorFlow): imported once the options are known to be valid
@@ -106,10 +108,13 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
         log_file = log_file_path(config.log_dir)
         with descriptors_to(log_file):
             import local_runner
+    from data.validate import DataError
+    from pipeline.run_state import RunLocked
+
     try:
         local_runner.run(config, verbose=verbose, report=write_report, log_file=log_file)
-    except local_runner.RunFailed as failure:
-        click.echo(str(failure), err=True)
+    except (local_runner.RunFailed, DataError, RunLocked) as failure:
+        click.echo(f"Error: {failure}" if not isinstance(failure, local_runner.RunFailed) else str(failure), err=True)
         sys.exit(1)
 
 

@@ -12,6 +12,9 @@ import models  # noqa: F401  (sets the Keras choice before TensorFlow is importe
 from tfx import v1 as tfx
 
 from data import taxi
+from components.data_gate.gate import DataGateError
+from data.validate import check_csv_dir
+from pipeline import run_state
 from lineage.query import Lineage, RunInfo
 from lineage.store import StoreAddress, open_store
 from pipeline.config import PipelineConfig
@@ -19,6 +22,7 @@ from report import build as report_build
 from report.progress import captured_run, first_error_line, mlmd_node_state
 from pipeline.pipeline import (
     CURATED_SCHEMA,
+    schema_columns,
     create_pipeline,
     create_schema_pipeline,
     schema_fingerprint,
@@ -36,9 +40,21 @@ class RunFailed(Exception):
 
 
 def _prepare(config: PipelineConfig) -> Path:
-    """Creates the output directory (user-only) and returns the data directory to read."""
+    """Creates the output directory (user-only) and returns the data directory, checked."""
     config.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return config.data_dir or taxi.materialize()
+    data_dir = config.data_dir or taxi.materialize()
+    check_csv_dir(data_dir, schema_columns(CURATED_SCHEMA))
+    return data_dir
+
+
+def _reason(error: BaseException) -> str:
+    """Why the run failed: the data gate's whole summary (a person acts on it), else one line."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, DataGateError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return first_error_line(error)
 
 
 def latest_run(config: PipelineConfig, pipeline_name: str | None = None) -> RunInfo:
@@ -64,6 +80,13 @@ def run(config: PipelineConfig, verbose: bool = False, report: bool = True, log_
     write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
     started (the CLI logs its imports there). Raises RunFailed.
     """
+    with run_state.private_files(), run_state.exclusive_run(config.output_dir):
+        for line in run_state.abandon_interrupted(config.metadata_path):
+            print(f"Note: {line}")
+        return _run(config, verbose, report, log_file)
+
+
+def _run(config: PipelineConfig, verbose: bool, report: bool, log_file: Path | None) -> RunInfo:
     data_dir = _prepare(config)
     state_of = mlmd_node_state(config.metadata_path, config.pipeline_name)
     report_paths = None
@@ -80,7 +103,7 @@ def run(config: PipelineConfig, verbose: bool = False, report: bool = True, log_
         except Exception as error:
             logging.exception("The run failed")
             failed = captured.progress.fail()
-            raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
+            raise RunFailed(failed.node_id if failed else None, _reason(error), log_file) from error
         summary = latest_run(config)
         if report:
             try:

@@ -115,6 +115,7 @@ def build_pipeline(config: PipelineConfig, settings: KubeflowSettings) -> tfx.ds
         serving_model_dir=f"{settings.serving_dir}/{config.model_name}",
         pipeline_root=settings.pipeline_root,
         with_baseline=settings.with_baseline,
+        stock_resolvers=True,
     )
 
 

@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from components.data_gate import options as data_gate
 from components.tflite_export import options as tflite
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
@@ -79,6 +82,14 @@ class PipelineConfig:
     beam_workers: int = dataclasses.field(
         default=0, metadata=_help("Beam DirectRunner workers when multi_processing (0: one per CPU core).")
     )
+    max_drift: float = dataclasses.field(
+        default=data_gate.DEFAULT_MAX_DRIFT,
+        metadata=_help("Data gate: largest drift (Jensen-Shannon / L-infinity) from the last accepted data's statistics."),
+    )
+    warn_only_anomalies: str = dataclasses.field(
+        default="",
+        metadata=_help("Data gate: comma-separated TFDV anomaly kinds that only warn (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES)."),
+    )
     tflite_quantization: str = dataclasses.field(
         default=tflite.DEFAULT_QUANTIZATION,
         metadata=_help("Quantization of the exported TFLite model.", choices=tflite.QUANTIZATION_MODES),
@@ -124,7 +135,10 @@ class PipelineConfig:
             raise ConfigError("distribution_strategy", f"must be one of {', '.join(STRATEGIES)}")
         if self.tflite_quantization not in tflite.QUANTIZATION_MODES:
             raise ConfigError("tflite_quantization", f"must be one of {', '.join(tflite.QUANTIZATION_MODES)}")
-        for name in ("min_auc", "min_binary_accuracy", "max_auc_drop", "tflite_min_agreement"):
+        unknown = set(self.warn_only_kinds) - set(anomalies_pb2.AnomalyInfo.Type.keys())
+        if unknown:
+            raise ConfigError("warn_only_anomalies", f"unknown TFDV anomaly kinds: {', '.join(sorted(unknown))}")
+        for name in ("min_auc", "min_binary_accuracy", "max_auc_drop", "tflite_min_agreement", "max_drift"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(name, f"must be between 0 and 1, got {value}")
@@ -162,6 +176,10 @@ class PipelineConfig:
     @property
     def serving_model_dir(self) -> Path:
         return self.serving_dir / self.model_name
+
+    @property
+    def warn_only_kinds(self) -> list[str]:
+        return [k.strip() for k in self.warn_only_anomalies.split(",") if k.strip()]
 
     @property
     def tflite_serving_dir(self) -> Path:

@@ -3,10 +3,13 @@
 import hashlib
 from pathlib import Path
 
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
 
+from components.data_gate.component import ACCEPTED_KEY as DATA_GATE_ACCEPTED_KEY
+from components.data_gate.component import DataGate, LatestAccepted
 from components.tflite_export import options as tflite_options
 from components.tflite_export.component import TFLiteExport
 from models import features
@@ -22,6 +25,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DATA_GATE_ID = "DataGate"
 TFLITE_EXPORT_DIR = Path(__file__).resolve().parent.parent / "components" / "tflite_export"
 
 
@@ -86,6 +90,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 CURATED_SCHEMA = SCHEMA_DIR / "schema.pbtxt"
 
 
+def schema_columns(schema_file: Path = CURATED_SCHEMA) -> list[str]:
+    """The CSV columns the schema describes (every feature is a column)."""
+    return [f.name for f in tfdv.load_schema_text(str(schema_file)).feature]
+
+
 def schema_fingerprint(schema_file: Path = CURATED_SCHEMA) -> str:
     return hashlib.sha256(Path(schema_file).read_bytes()).hexdigest()
 
@@ -107,6 +116,7 @@ def create_pipeline(
     pipeline_root: str | None = None,
     with_baseline: bool = True,
     beam_pipeline_args: list[str] | None = None,
+    stock_resolvers: bool = False,
 ) -> tfx.dsl.Pipeline:
     """The whole pipeline, from CSV files in `data_dir` to a pushed model.
 
@@ -125,13 +135,42 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
+    # Stops the run here when the data breaks the schema or drifted from the last accepted data.
+    accepted_statistics = (
+        tfx.dsl.Resolver(
+            # KFP v2 compiles only TFX's stock strategies; LatestAccepted also resolves "none
+            # yet" on a first local run, where LatestArtifactStrategy fails its node.
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy if stock_resolvers else LatestAccepted,
+            statistics=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.ExampleStatistics,
+                producer_component_id=DATA_GATE_ID,
+                output_key=DATA_GATE_ACCEPTED_KEY,
+            ),
+        ).with_id("accepted_statistics_resolver")
+        if with_baseline
+        else None
+    )
+    data_gate = DataGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        baseline_statistics=accepted_statistics.outputs["statistics"] if accepted_statistics else None,
+        max_drift=config.max_drift,
+        drift_features=",".join(k for k in features.drift_keys()),
+        warn_only=",".join(config.warn_only_kinds),
+    ).with_id(DATA_GATE_ID)
     fingerprint = code_fingerprint()
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code_fingerprint": fingerprint},
+        # No pre/post-transform statistics: StatisticsGen already computed the pre-transform ones
+        # (the ones validated and reported) and nothing reads the post-transform ones; each was a
+        # full TFDV pass inside Transform.
+        disable_statistics=True,
     )
+    transform.add_upstream_node(data_gate)  # nothing trains on data the gate refused
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -189,6 +228,8 @@ def create_pipeline(
             statistics_gen,
             schema_importer,
             example_validator,
+            *([accepted_statistics] if accepted_statistics else []),
+            data_gate,
             transform,
             trainer,
             *([baseline_resolver] if baseline_resolver else []),

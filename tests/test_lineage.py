@@ -52,7 +52,7 @@ def test_runs_lists_each_run_with_node_states(store):
     assert second["CsvExampleGen"] == second["Trainer"] == "CACHED"
     code, text = lineage("runs", "--mlmd-sqlite", store)
     assert code == 0 and runs[0]["run_id"] in text
-    assert "COMPLETE 10" in text and "CACHED 6, COMPLETE 4" in text  # first run; second run
+    assert "COMPLETE 12" in text and "CACHED 6, COMPLETE 6" in text  # first run; second run
 
 
 def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two_runs):
@@ -124,7 +124,7 @@ def test_graph_is_valid_dot_and_mermaid_and_a_real_picture(store, tmp_path):
     data = lineage_json("graph", "--mlmd-sqlite", store, "--picture", str(tmp_path / "run.png"))
     (dot,) = pydot.graph_from_dot_data(data["dot"])
     names = {n.get_name().strip('"') for n in dot.get_nodes()}
-    assert sum(1 for n in names if n.startswith("e:")) == 10
+    assert sum(1 for n in names if n.startswith("e:")) == 12
     assert len(dot.get_edges()) > 9
     assert data["mermaid"].startswith("flowchart LR")
     png = (tmp_path / "run.png").read_bytes()

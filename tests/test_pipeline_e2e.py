@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 ALL_NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
     "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport",
+    "accepted_statistics_resolver", "DataGate",
 }
 UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"}
 

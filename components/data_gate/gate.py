@@ -1,0 +1,124 @@
+"""The data gate's checks, as plain functions on TFDV's own protos (tested without TFX).
+
+Two sources of anomalies, both found by TFDV: ExampleValidator's comparison of the statistics
+with the curated schema, and TFDV's drift comparators between this run's training statistics
+and those of the last data the gate let through.
+"""
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes per split
+STATS_FILE = "FeatureStats.pb"  # what StatisticsGen writes per split
+DRIFT_SPLIT = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    split: str
+    feature: str
+    kind: str  # TFDV's AnomalyInfo.Type name, e.g. SCHEMA_NEW_COLUMN
+    description: str
+    blocking: bool
+
+
+class DataGateError(RuntimeError):
+    """The data failed the gate; the message is the readable summary."""
+
+
+def _kind_names(info: anomalies_pb2.AnomalyInfo) -> list[str]:
+    kinds = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason]
+    return kinds or ["UNKNOWN_TYPE"]
+
+
+def findings(anomalies: anomalies_pb2.Anomalies, split: str, warn_only: Iterable[str]) -> list[Finding]:
+    """One Finding per (feature, kind) in a TFDV Anomalies proto."""
+    warn_only = set(warn_only)
+    out = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        for kind, reason in zip(_kind_names(info), list(info.reason) or [info]):
+            description = getattr(reason, "description", "") or info.description
+            out.append(Finding(split, feature, kind, description, kind not in warn_only))
+    if anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        for kind in _kind_names(info):
+            out.append(Finding(split, "(dataset)", kind, info.description, kind not in warn_only))
+    return out
+
+
+def schema_findings(anomalies_uri: str, warn_only: Iterable[str]) -> list[Finding]:
+    """ExampleValidator's anomalies, for every split it checked."""
+    out = []
+    for split_dir in sorted(tf.io.gfile.glob(os.path.join(anomalies_uri, "Split-*"))):
+        path = os.path.join(split_dir, ANOMALIES_FILE)
+        split = os.path.basename(split_dir).removeprefix("Split-")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            out += findings(anomalies_pb2.Anomalies.FromString(f.read()), split, warn_only)
+    return out
+
+
+def with_drift_comparators(
+    schema: schema_pb2.Schema, max_drift: float, features: Iterable[str] | None = None
+) -> schema_pb2.Schema:
+    """A copy of the schema with TFDV's drift comparator on `features` (default: all)."""
+    schema = schema_pb2.Schema.FromString(schema.SerializeToString())
+    wanted = None if features is None else set(features)
+    for feature in schema.feature:
+        if wanted is not None and feature.name not in wanted:
+            continue
+        if feature.type == schema_pb2.BYTES:
+            feature.drift_comparator.infinity_norm.threshold = max_drift
+        else:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = max_drift
+    return schema
+
+
+def drift_findings(
+    statistics: statistics_pb2.DatasetFeatureStatisticsList,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+    max_drift: float,
+    warn_only: Iterable[str],
+    features: Iterable[str] | None = None,
+    min_examples: int = 0,
+) -> list[Finding]:
+    """Drift of this run's training statistics from the baseline's, by TFDV's comparators.
+
+    Nothing is compared when either side has fewer than `min_examples` examples.
+    """
+    if min(_examples(statistics), _examples(baseline)) < min_examples:
+        return []
+    anomalies = tfdv.validate_statistics(
+        statistics, with_drift_comparators(schema, max_drift, features), previous_statistics=baseline
+    )
+    drift_kinds = {"COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"}
+    return [f for f in findings(anomalies, DRIFT_SPLIT, warn_only) if f.kind in drift_kinds]
+
+
+def _examples(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> int:
+    return sum(d.num_examples for d in statistics.datasets)
+
+
+def load_split_statistics(statistics_uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", STATS_FILE))
+
+
+def summary(found: Sequence[Finding], report_dir: str) -> str:
+    """The readable summary a person acts on: what, where, and where the full report is."""
+    blocking = [f for f in found if f.blocking]
+    lines = [
+        f"the data gate stopped the run before Transform: {len(blocking)} blocking anomal"
+        f"{'y' if len(blocking) == 1 else 'ies'}"
+        + (f" ({len(found) - len(blocking)} more only warn)" if len(found) > len(blocking) else "")
+    ]
+    width = max((len(f.feature) for f in found), default=7)
+    for f in found:
+        mark = "BLOCK" if f.blocking else "warn "
+        lines.append(f"  {mark} {f.split:<5} {f.feature:<{width}}  {f.kind}: {f.description}")
+    lines.append(f"full report: {report_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The state of runs in one output directory: who is running, and what an earlier run left behind.
+
+One run at a time per output directory (its SQLite MLMD store and serving directory are not
+built for two writers): a second run refuses at once, naming the holder. A run that was killed
+leaves its executions RUNNING in MLMD; the next run reports them and marks them CANCELED, and
+their unpublished outputs ABANDONED, so nobody mistakes them for live work.
+"""
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+LOCK_FILE = ".run.lock"
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the output directory."""
+
+
+@contextlib.contextmanager
+def exclusive_run(output_dir: Path) -> Iterator[None]:
+    """Holds <output_dir>/.run.lock for the run; raises RunLocked at once if another run has it.
+
+    flock: the kernel drops the lock when its holder dies, even by SIGKILL, so a killed run
+    never blocks the next one.
+    """
+    output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = output_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise RunLocked(
+                f"another run is using {output_dir} ({holder}); wait for it, or give another --output-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Files and directories the run creates are the user's only (MLMD store, models, logs)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def abandon_interrupted(metadata_path: Path) -> list[str]:
+    """Marks executions left RUNNING or NEW by a killed run as CANCELED, and their pending outputs
+    ABANDONED; returns one line per execution. Call only while holding the run lock."""
+    if not metadata_path.is_file():
+        return []
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata_path)
+    config.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
+    store = metadata_store.MetadataStore(config)
+    stale = [e for e in store.get_executions() if e.last_known_state in (mlmd.Execution.RUNNING, mlmd.Execution.NEW)]
+    if not stale:
+        return []
+    types = {t.id: t.name for t in store.get_execution_types()}
+    lines = []
+    for execution in stale:
+        execution.last_known_state = mlmd.Execution.CANCELED
+        component = types.get(execution.type_id, "?").rsplit(".", 1)[-1]
+        lines.append(f"execution {execution.id} ({component}) of an interrupted run: marked CANCELED")
+    store.put_executions(stale)
+    events = store.get_events_by_execution_ids([e.id for e in stale])
+    outputs = store.get_artifacts_by_id({e.artifact_id for e in events if e.type in (mlmd.Event.OUTPUT, mlmd.Event.PENDING_OUTPUT)})
+    pending = [a for a in outputs if a.state in (mlmd.Artifact.PENDING, mlmd.Artifact.UNKNOWN)]
+    for artifact in pending:
+        artifact.state = mlmd.Artifact.ABANDONED
+    if pending:
+        store.put_artifacts(pending)
+    return lines

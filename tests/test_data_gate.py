@@ -1,0 +1,102 @@
+"""The data gate's checks, the CSV pre-checks and the run lock, without running a pipeline."""
+
+import os
+
+import pandas as pd
+import pytest
+import tensorflow_data_validation as tfdv
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from components.data_gate import gate
+from data import taxi
+from data.validate import DataError, check_csv_dir
+from pipeline import run_state
+from pipeline.pipeline import CURATED_SCHEMA, schema_columns
+
+
+def _anomalies(**kinds: str) -> anomalies_pb2.Anomalies:
+    anomalies = anomalies_pb2.Anomalies()
+    for feature, kind in kinds.items():
+        info = anomalies.anomaly_info[feature]
+        reason = info.reason.add()
+        reason.type = anomalies_pb2.AnomalyInfo.Type.Value(kind)
+        reason.description = f"{feature} is wrong"
+    return anomalies
+
+
+def test_findings_name_feature_kind_and_description_and_honour_warn_only():
+    found = gate.findings(
+        _anomalies(fare="FLOAT_TYPE_SMALL_FLOAT", company="ENUM_TYPE_UNEXPECTED_STRING_VALUES"),
+        "train",
+        warn_only=["ENUM_TYPE_UNEXPECTED_STRING_VALUES"],
+    )
+    by_feature = {f.feature: f for f in found}
+    assert by_feature["fare"].blocking and by_feature["fare"].kind == "FLOAT_TYPE_SMALL_FLOAT"
+    assert not by_feature["company"].blocking
+    text = gate.summary(found, "/reports/x")
+    assert "1 blocking anomaly (1 more only warn)" in text
+    assert "BLOCK train fare" in text and "fare is wrong" in text and text.endswith("full report: /reports/x")
+
+
+def _stats(frame: pd.DataFrame):
+    return tfdv.generate_statistics_from_dataframe(frame)
+
+
+def test_drift_uses_tfdv_comparators_and_skips_small_samples():
+    schema = tfdv.infer_schema(_stats(pd.DataFrame({"fare": [10.0, 12.0] * 600, "company": ["A", "B"] * 600})))
+    base = _stats(pd.DataFrame({"fare": [10.0, 12.0, 14.0] * 400, "company": ["A", "B", "C"] * 400}))
+    same = _stats(pd.DataFrame({"fare": [12.0, 10.0, 14.0] * 400, "company": ["C", "B", "A"] * 400}))
+    moved = _stats(pd.DataFrame({"fare": [1000.0, 1200.0, 1400.0] * 400, "company": ["A", "A", "A"] * 400}))
+    assert gate.drift_findings(same, base, schema, 0.5, []) == []
+    kinds = {(f.feature, f.kind) for f in gate.drift_findings(moved, base, schema, 0.5, [])}
+    assert kinds == {("fare", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"), ("company", "COMPARATOR_L_INFTY_HIGH")}
+    # Only the features asked for, and nothing at all below the minimum sample size.
+    assert {f.feature for f in gate.drift_findings(moved, base, schema, 0.5, [], features=["company"])} == {"company"}
+    assert gate.drift_findings(moved, base, schema, 0.5, [], min_examples=5000) == []
+
+
+def test_the_bundled_data_passes_the_csv_checks(tmp_path):
+    files = check_csv_dir(taxi.write_sample(tmp_path, 50), schema_columns(CURATED_SCHEMA))
+    assert [f.name for f in files] == ["data.csv"]
+
+
+def test_csv_checks_name_the_file_and_line(tmp_path):
+    columns = schema_columns(CURATED_SCHEMA)
+    (tmp_path / "a.csv").write_text(",".join(columns) + "\n" + ",".join(["1"] * len(columns)) + "\n1,2\n")
+    with pytest.raises(DataError, match=r"a\.csv: line 3: 2 fields where the header has 18"):
+        check_csv_dir(tmp_path, columns)
+
+
+def test_a_second_run_is_refused_while_the_lock_is_held_and_free_after(tmp_path):
+    with run_state.exclusive_run(tmp_path):
+        with pytest.raises(run_state.RunLocked, match=f"another run is using {tmp_path} \\(pid {os.getpid()} on "):
+            with run_state.exclusive_run(tmp_path):
+                pass
+    with run_state.exclusive_run(tmp_path):  # released: a new run gets it
+        pass
+
+
+def test_interrupted_executions_are_cancelled_and_their_outputs_abandoned(tmp_path):
+    path = tmp_path / "metadata.sqlite"
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    store = metadata_store.MetadataStore(config)
+    execution_type = store.put_execution_type(mlmd.ExecutionType(name="tfx.components.trainer.component.Trainer"))
+    artifact_type = store.put_artifact_type(mlmd.ArtifactType(name="Model"))
+    [done, running] = store.put_executions([
+        mlmd.Execution(type_id=execution_type, last_known_state=mlmd.Execution.COMPLETE),
+        mlmd.Execution(type_id=execution_type, last_known_state=mlmd.Execution.RUNNING),
+    ])
+    [partial] = store.put_artifacts([mlmd.Artifact(type_id=artifact_type, uri="/x", state=mlmd.Artifact.PENDING)])
+    store.put_events([mlmd.Event(execution_id=running, artifact_id=partial, type=mlmd.Event.PENDING_OUTPUT)])
+    del store
+
+    lines = run_state.abandon_interrupted(path)
+    assert lines == [f"execution {running} (Trainer) of an interrupted run: marked CANCELED"]
+    store = metadata_store.MetadataStore(config)
+    states = {e.id: e.last_known_state for e in store.get_executions()}
+    assert states == {done: mlmd.Execution.COMPLETE, running: mlmd.Execution.CANCELED}
+    assert store.get_artifacts_by_id([partial])[0].state == mlmd.Artifact.ABANDONED
+    assert run_state.abandon_interrupted(path) == []  # nothing left to report

@@ -1,0 +1,310 @@
+"""Nothing bad ships and nothing is lost: bad input, the data gate, the model gate, a killed run,
+two runs at once, validation at the boundary, and file permissions.
+
+Every case runs the real command line against one store that already holds a good, pushed run,
+and checks the exit status, the message, that nothing was pushed, and that the store still opens
+and lists the earlier runs.
+"""
+
+import csv
+import hashlib
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data import taxi
+from lineage.query import Lineage
+from lineage.store import StoreAddress, open_store
+from tests.conftest import REPO, SMALL_RUN
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 1800  # 1,200 training rows: enough for the data gate's drift check (1,000 on each side)
+
+
+def cli(output_dir: Path, data_dir: Path | None, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--no-report"]
+    argv += ["--data-dir", str(data_dir)] if data_dir is not None else []
+    return subprocess.run(argv + SMALL_RUN + list(extra), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def serving_state(output_dir: Path) -> dict[str, str]:
+    """Every file under serving/, with a hash of its bytes."""
+    root = output_dir / "serving"
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def runs(output_dir: Path) -> list:
+    return Lineage(open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))).runs()
+
+
+def latest(output_dir: Path):
+    """The latest run, with its executions' inputs and outputs."""
+    return Lineage(open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))).latest_run("chicago_taxi")
+
+
+def rewrite(source: Path, target_dir: Path, change) -> Path:
+    """A copy of source's CSV with change(header, row) applied to every row."""
+    with (source / "data.csv").open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    target_dir.mkdir(parents=True)
+    with (target_dir / "data.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(change(header, list(row)) for row in rows)
+    return target_dir
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """A store with one good run whose model was pushed: what every case must leave intact."""
+    root = tmp_path_factory.mktemp("safety")
+    data_dir = taxi.write_sample(root / "good", rows=ROWS)
+    output_dir = root / "out"
+    result = cli(output_dir, data_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, data_dir, output_dir
+
+
+@pytest.fixture
+def intact(baseline):
+    """Asserts, after the test, that the pushed models are untouched and the store still lists its runs."""
+    _, _, output_dir = baseline
+    before_serving, before_runs = serving_state(output_dir), [r.run_id for r in runs(output_dir)]
+    assert before_serving
+    yield
+    assert serving_state(output_dir) == before_serving
+    assert [r.run_id for r in runs(output_dir)][: len(before_runs)] == before_runs
+
+
+def _set(column: str, value):
+    def change(header, row):
+        row[header.index(column)] = value(row[header.index(column)]) if callable(value) else value
+        return row
+    return change
+
+
+# --- input files: refused before any component starts, naming the file --------------------------
+
+BAD_FILES = {
+    "missing data directory": (lambda root: root / "nowhere", "is not a directory"),
+    "empty directory": (lambda root: (root / "empty").mkdir() or root / "empty", "holds no *.csv file"),
+    "empty CSV": (lambda root: _write(root / "empty_csv", ""), "data.csv: the file is empty"),
+    "CSV with a header and no rows": (lambda root: _write(root / "header_only", _bundled_lines(1)[0] + "\n"), "a header but no rows"),
+    "CSV missing a column": (lambda root: _without_column(root, "fare"), "missing column(s) fare"),
+    "header that does not match": (lambda root: _renamed_column(root, "tips", "tip_amount"),
+                                   "missing column(s) tips; unexpected column(s) tip_amount"),
+    "unparseable rows": (lambda root: _truncated_row(root), "line 5: 3 fields where the header has 18"),
+}
+
+
+def _write(directory: Path, text: str) -> Path:
+    directory.mkdir()
+    (directory / "data.csv").write_text(text)
+    return directory
+
+
+def _bundled_lines(count: int) -> list[str]:
+    with taxi.bundled_csv().open() as f:
+        return [next(f).rstrip("\n") for _ in range(count)]
+
+
+def _without_column(root: Path, column: str) -> Path:
+    with (taxi.bundled_csv()).open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    i = header.index(column)
+    lines = [",".join(header[:i] + header[i + 1:])] + [",".join(r[:i] + r[i + 1:]) for r in rows[:50]]
+    return _write(root / f"no_{column}", "\n".join(lines) + "\n")
+
+
+def _renamed_column(root: Path, old: str, new: str) -> Path:
+    text = _bundled_lines(50)
+    text[0] = text[0].replace(old, new)
+    return _write(root / "renamed", "\n".join(text) + "\n")
+
+
+def _truncated_row(root: Path) -> Path:
+    text = _bundled_lines(50)
+    text[4] = "1,2,3"
+    return _write(root / "truncated", "\n".join(text) + "\n")
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_input_files_are_refused_before_any_component_runs(baseline, intact, tmp_path, case):
+    _, _, output_dir = baseline
+    make, message = BAD_FILES[case]
+    data_dir = make(tmp_path)
+    runs_before = len(runs(output_dir))
+    result = cli(output_dir, data_dir)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert str(data_dir) in result.stderr  # names the place
+    assert "Traceback" not in result.stderr
+    assert len(runs(output_dir)) == runs_before  # refused before any component ran
+
+
+# --- the data gate: TFDV finds it, the run stops before Transform --------------------------------
+
+DATA_GATE_CASES = {
+    "a column with values of the wrong type": (_set("fare", "twelve dollars"), "fare", "SCHEMA_NEW_COLUMN|FLOAT_TYPE|UNEXPECTED|TYPE"),
+    "labels missing for all rows": (_set("tips", ""), "tips", "FEATURE_TYPE_NOT_PRESENT|SCHEMA_MISSING_COLUMN"),
+    "a drifted distribution (fares x100)": (
+        _set("fare", lambda v: f"{float(v) * 100:.2f}" if v else v), "fare", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_GATE_CASES))
+def test_the_data_gate_stops_bad_data_before_transform(baseline, intact, tmp_path, case):
+    root, good, output_dir = baseline
+    change, feature, kinds = DATA_GATE_CASES[case]
+    result = cli(output_dir, rewrite(good, tmp_path / "data", change))
+    assert result.returncode == 1
+    assert "Run failed in DataGate: the data gate stopped the run before Transform" in result.stderr, result.stderr[-3000:]
+    blocking = [line for line in result.stderr.splitlines() if line.strip().startswith("BLOCK")]
+    assert any(f" {feature} " in line and any(k in line for k in kinds.split("|")) for line in blocking), blocking
+    assert "full report: " in result.stderr
+    report = Path(result.stderr.split("full report: ")[1].split(" ")[0])
+    assert report.is_file() and feature in report.read_text()
+    states = latest(output_dir).states()
+    assert states["DataGate"] == "FAILED" and "Transform" not in states and "Trainer" not in states
+
+
+# --- the model gate ------------------------------------------------------------------------------
+
+def test_a_worse_model_is_not_blessed_pushed_or_exported(baseline, intact):
+    _, good, output_dir = baseline
+    result = cli(output_dir, good, "--train-steps", "1", "--learning-rate", "0.0001")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model blessed: no" in result.stdout, result.stdout[-3000:]
+    assert "Pushed model:  none this run" in result.stdout
+    assert "TFLite model:  not exported (the Evaluator did not bless the model)" in result.stdout
+    assert latest(output_dir).output("Evaluator", "blessing").properties["blessed"] == 0
+
+
+# --- two runs at once -----------------------------------------------------------------------------
+
+def test_a_second_run_on_the_same_output_dir_refuses_at_once(baseline):
+    _, good, output_dir = baseline
+    runs_before = len(runs(output_dir))
+    first = subprocess.Popen(  # trains anew (another step count): it holds the lock long enough
+        [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(good), "--no-report", *SMALL_RUN, "--train-steps", "500"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lock = output_dir / ".run.lock"
+        deadline = time.time() + 120
+        while time.time() < deadline and f"pid {first.pid}" not in (lock.read_text() if lock.exists() else ""):
+            time.sleep(0.2)
+        assert f"pid {first.pid}" in lock.read_text()
+        started = time.time()
+        second = cli(output_dir, good)
+        assert second.returncode == 1
+        assert f"another run is using {output_dir} (pid {first.pid}" in second.stderr, second.stderr[-2000:]
+        assert time.time() - started < 60  # refused at once (the seconds are the CLI's start-up)
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert len(runs(output_dir)) == runs_before + 1  # the first run, and only it, was recorded
+
+
+# --- kill and resume -----------------------------------------------------------------------------
+
+def test_a_run_killed_during_training_resumes_from_cache(baseline, tmp_path):
+    root, good, output_dir = baseline
+    longer = ["--train-steps", "3000"]  # a new Trainer configuration: the Trainer runs, for a while
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(good), "--no-report", *SMALL_RUN, *longer],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    trainer = None
+    while time.time() < deadline and trainer is None:
+        time.sleep(1)
+        execution = latest(output_dir).execution("Trainer")
+        if execution is not None and execution.state == "RUNNING":
+            trainer = execution
+    assert trainer is not None, "the Trainer never started"
+    time.sleep(2)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert killed.returncode == -signal.SIGKILL
+    serving = serving_state(output_dir)
+
+    resumed = cli(output_dir, good, *longer)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Note: execution {trainer.id} (Trainer) of an interrupted run: marked CANCELED" in resumed.stdout
+    run = latest(output_dir)
+    states = run.states()
+    assert all(states[n] == "CACHED" for n in ("CsvExampleGen", "StatisticsGen", "Transform")), states
+    assert states["Trainer"] == "COMPLETE"
+    # The killed Trainer's output was abandoned and nothing consumed it.
+    store = open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))
+    [cancelled] = store.get_executions_by_id([trainer.id])
+    assert cancelled.last_known_state == cancelled.CANCELED
+    model = run.execution("Evaluator").inputs["model"][0]
+    assert model.id not in {e.artifact_id for e in store.get_events_by_execution_ids([trainer.id])}
+    # Only complete versions in the serving directory; earlier ones untouched.
+    for version in (output_dir / "serving" / "taxi").iterdir():
+        assert (version / "saved_model.pb").is_file(), version
+    after = serving_state(output_dir)
+    assert {k: v for k, v in after.items() if k in serving} == serving
+
+
+# --- validation at the boundary, permissions, secrets ---------------------------------------------
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--min-auc", "1.5"], "--min-auc: must be between 0 and 1"),
+        (["--train-steps", "0"], "--train-steps: must be at least 1"),
+        (["--tflite-quantization", "int4"], "'int4' is not one of"),
+        (["--warn-only-anomalies", "NOT_A_KIND"], "unknown TFDV anomaly kinds: NOT_A_KIND"),
+        (["--no-such-option"], "No such option '--no-such-option'"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_runs(tmp_path, args, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--output-dir", str(tmp_path / "out"), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_store_and_outputs_are_the_users_only(baseline):
+    _, _, output_dir = baseline
+    assert stat.S_IMODE((output_dir / "metadata.sqlite").stat().st_mode) == 0o600
+    for path in [output_dir, output_dir / "pipeline_root", output_dir / "serving", output_dir / "logs"]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_every_model_loaded_comes_from_the_pipeline_root(baseline):
+    _, _, output_dir = baseline
+    store = open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))
+    models = store.get_artifacts_by_type("Model")
+    assert models
+    for model in models:
+        assert Path(model.uri).is_relative_to(output_dir / "pipeline_root"), model.uri
+
+
+def test_no_secret_in_configuration_files_or_the_image():
+    # A literal value given to a secret-like name, a cloud access key id, or a private key.
+    secret = re.compile(
+        r"""(password|passwd|secret|token|api_key|access_key)\w*\s*[:=]\s*["'][^"'$]{6,}["']|AKIA[0-9A-Z]{16}|BEGIN [A-Z ]*PRIVATE KEY""",
+        re.IGNORECASE,
+    )
+    files = [REPO / "Dockerfile", REPO / ".dockerignore", REPO / "pyproject.toml", REPO / "Makefile",
+             *REPO.glob("pipeline/*.py"), *REPO.glob("kubeflow/*.py"), *REPO.glob("pipeline/schema/*")]
+    found = {str(p): m.group(0) for p in files for m in [secret.search(p.read_text())] if m}
+    assert found == {}
+    assert secret.search('token = "hunter2-secret"')  # the pattern does catch one
