@@ -132,6 +132,7 @@ class RunFigures:
     accuracy: float | None = None
     auc: float | None = None
     run_seconds: float | None = None  # first execution start to last end, from MLMD
+    beam_mode: str = ""  # the Beam running mode the components ran in
 
     def rate(self, node: str, rows: int) -> float | None:
         seconds = self.components.get(node)
@@ -218,9 +219,19 @@ def project_runs(out: Path, data_dir: Path | None, label: str, runs: int, extra:
         name = f"{label} {run_name(i)}"
         click.echo(f"... {name}", err=True)
         timed = timed_run(argv + extra, out / "logs" / f"{label}-{i + 1}.log", REPO)
-        results.append(read_figures(name, timed, config.metadata_path, PROJECT_PIPELINE, rows,
-                                    config.train_steps * hp.train_batch_size))
+        figures = read_figures(name, timed, config.metadata_path, PROJECT_PIPELINE, rows,
+                               config.train_steps * hp.train_batch_size)
+        figures.beam_mode = beam_mode_of(data_dir, extra)
+        results.append(figures)
     return results
+
+
+def beam_mode_of(data_dir: Path | None, extra: list[str]) -> str:
+    """The running mode `cli run` resolves for this data and these options."""
+    from pipeline.config import PipelineConfig
+
+    mode = next((a.split("=", 1)[1] for a in extra if a.startswith("--beam-mode=")), "auto")
+    return PipelineConfig(data_dir=data_dir, beam_mode=mode).resolved_beam_mode
 
 
 def anchor_runs(out: Path, runs: int) -> list[RunFigures]:
@@ -340,15 +351,15 @@ def markdown(results: dict[str, Any]) -> str:
     large: list[RunFigures] = results["large"]
     if large:
         lines += ["## This project on synthetic data", "",
-                  "| rows | generate, s | wall, s | peak RSS, GiB | ExampleGen, s | StatisticsGen, s | Transform, s | "
+                  "| rows | Beam mode | generate, s | wall, s | peak RSS, GiB | ExampleGen, s | StatisticsGen, s | Transform, s | "
                   "Trainer, s | Evaluator, s | ExampleGen rows/s | Transform rows/s | Evaluator rows/s | accuracy | AUC | "
                   "load before -> after |",
-                  "|" + "---:|" * 14 + "---|"]
+                  "|---:|---|" + "---:|" * 13 + "---|"]
         for r in large:
             rates = r.rates()
             c = r.components
             lines.append(
-                f"| {r.rows:,} | {_s(results['generate_s'].get(r.rows))} | {r.timed.wall_s:.0f} | {_gib(r.timed.peak_rss)} | "
+                f"| {r.rows:,} | {r.beam_mode} | {_s(results['generate_s'].get(r.rows))} | {r.timed.wall_s:.0f} | {_gib(r.timed.peak_rss)} | "
                 f"{_s(c.get('CsvExampleGen'))} | {_s(c.get('StatisticsGen'))} | {_s(c.get('Transform'))} | "
                 f"{_s(c.get('Trainer'))} | {_s(c.get('Evaluator'))} | {_s(rates['ExampleGen rows/s'], 0)} | "
                 f"{_s(rates['Transform rows/s'], 0)} | {_s(rates['Evaluator rows/s'], 0)} | {_s(r.accuracy, 4)} | "
@@ -370,27 +381,43 @@ def _beam_seconds(r: RunFigures) -> float:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    """Per-component bars, project vs TFX example, one panel per run; and the synthetic sizes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = results["pairs"]
-    if not pairs:
+    pairs, large = results["pairs"], results["large"]
+    panels = len(pairs) + (1 if large else 0)
+    if not panels:
         return
-    fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 5), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), squeeze=False)
     for ax, p in zip(axes[0], pairs):
         rows = component_rows(p["project"], p["anchor"])
         rows.append(("whole run (wall)", p["project"].timed.wall_s, p["anchor"].timed.wall_s))
-        labels = [r[0] for r in rows]
         y = range(len(rows))
         ax.barh([i - 0.2 for i in y], [r[1] or 0 for r in rows], height=0.4, label=p["project"].label)
         ax.barh([i + 0.2 for i in y], [r[2] or 0 for r in rows], height=0.4, label=p["anchor"].label)
-        ax.set_yticks(list(y), labels)
+        ax.set_yticks(list(y), [r[0] for r in rows])
         ax.invert_yaxis()
         ax.set_xlabel("seconds (MLMD execution times; last row: process wall time)")
-        ax.set_title(f"{p['project'].label} vs {p['anchor'].label}")
-        ax.legend(loc="lower right")
+        ax.set_title(f"{p['project'].label} vs {p['anchor'].label}", fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+    if large:
+        ax = axes[0][-1]
+        nodes = [n for n in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "TFLiteExport")]
+        labels = [f"{r.rows:,}\n{r.beam_mode}" for r in large]
+        left = [0.0] * len(large)
+        for node in nodes:
+            widths = [r.components.get(node, 0.0) for r in large]
+            ax.barh(labels, widths, left=left, label=node)
+            left = [a + b for a, b in zip(left, widths)]
+        others = [max(r.timed.wall_s - l, 0.0) for r, l in zip(large, left)]
+        ax.barh(labels, others, left=left, label="everything else (start-up, other components)", color="lightgrey")
+        ax.set_xlabel("seconds (wall)")
+        ax.set_ylabel("synthetic rows")
+        ax.set_title("This project on synthetic data", fontsize=10)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=7)
     fig.suptitle(f"Per-component wall time, {results['machine']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
