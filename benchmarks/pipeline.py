@@ -391,8 +391,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
     panels = len(pairs) + (1 if large else 0)
     if not panels:
         return
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), squeeze=False)
-    for ax, p in zip(axes[0], pairs):
+    columns = min(panels, 2)
+    grid_rows = (panels + columns - 1) // columns
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(7.5 * columns, 5.5 * grid_rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.axis("off")
+    for ax, p in zip(flat, pairs):
         rows = component_rows(p["project"], p["anchor"])
         rows.append(("whole run (wall)", p["project"].timed.wall_s, p["anchor"].timed.wall_s))
         y = range(len(rows))
@@ -402,9 +407,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_xlabel("seconds (MLMD execution times; last row: process wall time)")
         ax.set_title(f"{p['project'].label} vs {p['anchor'].label}", fontsize=10)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="center right", fontsize=8)
     if large:
-        ax = axes[0][-1]
+        ax = flat[panels - 1]
         nodes = [n for n in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "TFLiteExport")]
         labels = [f"{r.rows:,}\n{r.beam_mode}" for r in large]
         left = [0.0] * len(large)
@@ -417,11 +422,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("seconds (wall)")
         ax.set_ylabel("synthetic rows")
         ax.set_title("This project on synthetic data", fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7)
     fig.suptitle(f"Per-component wall time, {results['machine']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def load_json(path: Path) -> tuple[str, list[RunFigures], list[RunFigures], list[RunFigures], dict[int, float]]:
+    """An earlier bench.json, back as (machine, project runs, TFX example runs, synthetic runs, generate_s)."""
+    saved = json.loads(Path(path).read_text())
+    runs = []
+    for r in saved["runs"]:
+        timed = Timed(**{**r["timed"], "log": Path(r["timed"]["log"])})
+        runs.append(RunFigures(timed=timed, **{k: v for k, v in r.items() if k not in ("timed", "rates")}))
+    ours = [r for r in runs if r.label.startswith("project ")]
+    theirs = [r for r in runs if r.label.startswith("TFX example")]
+    large = [r for r in runs if r.label.startswith("project-")]
+    return saved["machine"], ours, theirs, large, {int(k): v for k, v in saved["generate_s"].items()}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -432,19 +450,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
 @click.option("--project/--no-project", default=True, show_default=True, help="Also run this project on the default data.")
 @click.option("--rows", "large_rows", type=int, multiple=True, help="Also run the project on this many synthetic rows; repeatable.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Synthetic data seed.")
+@click.option("--from-json", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Only re-render bench.md and bench.png from an earlier bench.json (runs nothing).")
 @click.option("--arg", "extra", multiple=True, help="Extra `cli run` option for the project runs, e.g. --arg=--beam-mode=in_memory.")
 def main(output_dir: Path, runs: int, anchor: bool, project: bool, large_rows: tuple[int, ...], seed: int,
-         extra: tuple[str, ...]) -> None:
+         from_json: Path | None, extra: tuple[str, ...]) -> None:
     out = output_dir.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{os.cpu_count()} cores, load average at start {loadavg()}"
-    ours = project_runs(out, None, "project", runs, list(extra)) if project else []
-    theirs = anchor_runs(out, runs) if anchor else []
-    large, generate_s = [], {}
-    for rows in large_rows:
-        click.echo(f"... synthetic data, {rows:,} rows", err=True)
-        data_dir, generate_s[rows] = synthetic_dir(out, rows, seed)
-        large += project_runs(out, data_dir, f"project-{rows}", 1, list(extra))
+    if from_json is not None:
+        machine, ours, theirs, large, generate_s = load_json(from_json)
+    else:
+        machine = f"{os.cpu_count()} cores, load average at start {loadavg()}"
+        ours = project_runs(out, None, "project", runs, list(extra)) if project else []
+        theirs = anchor_runs(out, runs) if anchor else []
+        large, generate_s = [], {}
+        for rows in large_rows:
+            click.echo(f"... synthetic data, {rows:,} rows", err=True)
+            data_dir, generate_s[rows] = synthetic_dir(out, rows, seed)
+            large += project_runs(out, data_dir, f"project-{rows}", 1, list(extra))
     pairs = [{"project": a, "anchor": b} for a, b in zip(ours, theirs)]
     results = {"machine": machine, "pairs": pairs, "large": large, "generate_s": generate_s,
                "all": ours + theirs + large}
