@@ -103,6 +103,7 @@ def test_print_options_runs_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_beam_dag_runner_runs_the_pipeline_on_a_small_sample(tmp_path):
     data = taxi.write_sample(tmp_path / "data", rows=400)
     out = tmp_path / "out"
