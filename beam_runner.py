@@ -24,6 +24,7 @@ from ./Dockerfile) is the worker environment.
 
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
@@ -167,22 +168,30 @@ def run(config: PipelineConfig, profile: str, settings: RunnerSettings, pipeline
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
     from data import taxi
+    from data.validate import check_csv_dir
     from local_runner import stage_schema
-    from pipeline.pipeline import create_pipeline
+    from pipeline import run_state
+    from pipeline.pipeline import create_pipeline, schema_columns
 
     args = beam_args(profile, settings, config)
     if not runs_here(profile):
         raise ProfileError(f"profile {profile} needs a cluster this machine does not have; "
                            "--print-options shows its options")
-    config.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pipeline = create_pipeline(
-        config,
-        data_dir or config.data_dir or taxi.materialize(),
-        stage_schema(config),
-        pipeline_root=pipeline_root,
-        beam_pipeline_args=args,
-    )
-    BeamDagRunner().run(pipeline)
+    data = data_dir or config.data_dir or taxi.materialize()
+    if "://" not in str(data):  # local files: the same pre-checks as local runs
+        check_csv_dir(Path(data), schema_columns())
+    # One run per output directory, user-only files, interrupted runs reported: as local runs.
+    with run_state.private_files(), run_state.exclusive_run(config.output_dir):
+        for line in run_state.abandon_interrupted(config.metadata_path):
+            print(f"Note: {line}")
+        pipeline = create_pipeline(
+            config,
+            data,
+            stage_schema(config),
+            pipeline_root=pipeline_root,
+            beam_pipeline_args=args,
+        )
+        BeamDagRunner().run(pipeline)
 
 
 def _settings_options(command):
@@ -236,10 +245,15 @@ def _main_command():
         if print_options:
             click.echo(" ".join(args))
             return
+        from data.validate import DataError
+        from pipeline.run_state import RunLocked
+
         try:
             run(config, profile, settings, pipeline_root, data_uri)
         except ProfileError as error:
             raise click.UsageError(str(error))
+        except (DataError, RunLocked) as error:
+            raise click.ClickException(str(error))
         click.echo(f"Done: BeamDagRunner, profile {profile} ({' '.join(args)}); MLMD store {config.metadata_path}")
 
     return main
