@@ -132,7 +132,11 @@ def _mean_latency_us(call: Callable[[int], Any], count: int) -> float:
 
 
 def compare(
-    saved_model_dir: str, tflite_model: bytes, examples: Sequence[bytes], latency_examples: int = 200
+    saved_model_dir: str,
+    tflite_model: bytes,
+    examples: Sequence[bytes],
+    latency_examples: int = 200,
+    loaded: Any = None,
 ) -> dict[str, float]:
     """Agreement, max |difference| and single-example latency of TFLite vs the SavedModel.
 
@@ -141,7 +145,7 @@ def compare(
     """
     if not examples:
         raise ValueError("no examples to compare the TFLite model on")
-    loaded = tf.saved_model.load(saved_model_dir)
+    loaded = loaded or tf.saved_model.load(saved_model_dir)  # loading costs about a second
     serve = loaded.signatures["serving_default"]
     expected = serve(examples=tf.constant(list(examples)))[OUTPUT_KEY].numpy().reshape(-1)
     inputs = device_inputs(loaded, examples)
@@ -187,7 +191,7 @@ def export(
     tflite_model = converter(saved_model_dir, mode, representative)
     if extra := custom_ops(tflite_model):
         raise ParityError(f"the converted model needs non-builtin ops LiteRT cannot run: {extra}")
-    measured = compare(saved_model_dir, tflite_model, parity_examples)
+    measured = compare(saved_model_dir, tflite_model, parity_examples, loaded=loaded)
     report = Report(
         quantization=mode,
         tflite_bytes=len(tflite_model),
