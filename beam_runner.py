@@ -180,10 +180,7 @@ def run(config: PipelineConfig, profile: str, settings: RunnerSettings, pipeline
     data = data_dir or config.data_dir or taxi.materialize()
     if "://" not in str(data):  # local files: the same pre-checks as local runs
         check_csv_dir(Path(data), schema_columns())
-    # One run per output directory, user-only files, interrupted runs reported: as local runs.
-    with run_state.private_files(), run_state.exclusive_run(config.output_dir):
-        for line in run_state.abandon_interrupted(config.metadata_path):
-            print(f"Note: {line}")
+    with run_state.guarded(config.output_dir, config.metadata_path):  # as local runs
         pipeline = create_pipeline(
             config,
             data,

@@ -12,7 +12,6 @@ import models  # noqa: F401  (sets the Keras choice before TensorFlow is importe
 from tfx import v1 as tfx
 
 from data import taxi
-from components.data_gate.gate import DataGateError
 from data.validate import check_csv_dir
 from pipeline import run_state
 from lineage.query import Lineage, RunInfo
@@ -47,16 +46,6 @@ def _prepare(config: PipelineConfig) -> Path:
     return data_dir
 
 
-def _reason(error: BaseException) -> str:
-    """Why the run failed: the data gate's whole summary (a person acts on it), else one line."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, DataGateError):
-            return str(cause)
-        cause = cause.__cause__ or cause.__context__
-    return first_error_line(error)
-
-
 def latest_run(config: PipelineConfig, pipeline_name: str | None = None) -> RunInfo:
     """The pipeline's most recent run, read back from its MLMD store."""
     store = open_store(StoreAddress(sqlite=config.metadata_path))
@@ -80,9 +69,7 @@ def run(config: PipelineConfig, verbose: bool = False, report: bool = True, log_
     write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
     started (the CLI logs its imports there). Raises RunFailed.
     """
-    with run_state.private_files(), run_state.exclusive_run(config.output_dir):
-        for line in run_state.abandon_interrupted(config.metadata_path):
-            print(f"Note: {line}")
+    with run_state.guarded(config.output_dir, config.metadata_path):
         return _run(config, verbose, report, log_file)
 
 
@@ -103,7 +90,7 @@ def _run(config: PipelineConfig, verbose: bool, report: bool, log_file: Path | N
         except Exception as error:
             logging.exception("The run failed")
             failed = captured.progress.fail()
-            raise RunFailed(failed.node_id if failed else None, _reason(error), log_file) from error
+            raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
         summary = latest_run(config)
         if report:
             try:

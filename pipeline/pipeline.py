@@ -156,7 +156,7 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         baseline_statistics=accepted_statistics.outputs["statistics"] if accepted_statistics else None,
         max_drift=config.max_drift,
-        drift_features=",".join(k for k in features.drift_keys()),
+        drift_features=",".join(features.drift_keys()),
         warn_only=",".join(config.warn_only_kinds),
     ).with_id(DATA_GATE_ID)
     fingerprint = code_fingerprint()

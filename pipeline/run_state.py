@@ -59,6 +59,16 @@ def private_files() -> Iterator[None]:
         os.umask(previous)
 
 
+@contextlib.contextmanager
+def guarded(output_dir: Path, metadata_path: Path) -> Iterator[None]:
+    """What every run on this machine holds: user-only files, the output directory's lock, and
+    the executions an interrupted earlier run left behind reported (and cancelled)."""
+    with private_files(), exclusive_run(output_dir):
+        for line in abandon_interrupted(metadata_path):
+            print(f"Note: {line}")
+        yield
+
+
 def abandon_interrupted(metadata_path: Path) -> list[str]:
     """Marks executions left RUNNING or NEW by a killed run as CANCELED, and their pending outputs
     ABANDONED; returns one line per execution. Call only while holding the run lock."""

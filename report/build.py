@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components.tflite_export import options as tflite_options
 from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo
 from report import charts
 from report.evaluation import (
@@ -22,11 +23,7 @@ from report.statistics import Anomaly, SplitStatistics, load_anomalies, load_sta
 
 MAIN_METRICS = ("auc", "binary_accuracy", "example_count")
 SLICE_COLUMNS = ("example_count", "auc", "binary_accuracy", "calibration", "mean_label", "mean_prediction")
-TFLITE_PROPERTIES = (
-    "quantization", "tflite_bytes", "saved_model_bytes", "saved_model_weights_bytes", "size_ratio", "agreement",
-    "max_abs_diff", "parity_examples", "tflite_latency_us", "saved_model_latency_us", "latency_ratio",
-    "pushed_destination",
-)
+TFLITE_PROPERTIES = (*tflite_options.MEASURES, "pushed_destination")
 
 
 @dataclasses.dataclass

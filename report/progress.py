@@ -258,8 +258,14 @@ def first_error_line(error: BaseException) -> str:
     """The line that says what went wrong: the innermost explicit cause's first message line.
 
     Framework wrappers (Beam re-raises with the whole inner traceback in its message) are
-    looked through; traceback lines are skipped.
+    looked through; traceback lines are skipped. An error written for people to act on (a class
+    with `readable = True`, e.g. the data gate's summary) is given whole.
     """
+    cause: BaseException | None = error
+    while cause is not None:
+        if getattr(cause, "readable", False):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
     chain = [error]
     while chain[-1].__cause__ is not None and len(chain) < 20:
         chain.append(chain[-1].__cause__)

@@ -22,7 +22,7 @@ import pytest
 from data import taxi
 from lineage.query import Lineage
 from lineage.store import StoreAddress, open_store
-from tests.conftest import REPO, SMALL_RUN
+from tests.conftest import REPO, SMALL_RUN, latest_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -46,11 +46,6 @@ def serving_state(output_dir: Path) -> dict[str, str]:
 
 def runs(output_dir: Path) -> list:
     return Lineage(open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))).runs()
-
-
-def latest(output_dir: Path):
-    """The latest run, with its executions' inputs and outputs."""
-    return Lineage(open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))).latest_run("chicago_taxi")
 
 
 def rewrite(source: Path, target_dir: Path, change) -> Path:
@@ -175,7 +170,7 @@ def test_the_data_gate_stops_bad_data_before_transform(baseline, intact, tmp_pat
     assert "full report: " in result.stderr
     report = Path(result.stderr.split("full report: ")[1].split(" ")[0])
     assert report.is_file() and feature in report.read_text()
-    states = latest(output_dir).states()
+    states = latest_summary(output_dir).states()
     assert states["DataGate"] == "FAILED" and "Transform" not in states and "Trainer" not in states
 
 
@@ -188,7 +183,7 @@ def test_a_worse_model_is_not_blessed_pushed_or_exported(baseline, intact):
     assert "Model blessed: no" in result.stdout, result.stdout[-3000:]
     assert "Pushed model:  none this run" in result.stdout
     assert "TFLite model:  not exported (the Evaluator did not bless the model)" in result.stdout
-    assert latest(output_dir).output("Evaluator", "blessing").properties["blessed"] == 0
+    assert latest_summary(output_dir).output("Evaluator", "blessing").properties["blessed"] == 0
 
 
 # --- two runs at once -----------------------------------------------------------------------------
@@ -230,7 +225,7 @@ def test_a_run_killed_during_training_resumes_from_cache(baseline, tmp_path):
     trainer = None
     while time.time() < deadline and trainer is None:
         time.sleep(1)
-        execution = latest(output_dir).execution("Trainer")
+        execution = latest_summary(output_dir).execution("Trainer")
         if execution is not None and execution.state == "RUNNING":
             trainer = execution
     assert trainer is not None, "the Trainer never started"
@@ -243,7 +238,7 @@ def test_a_run_killed_during_training_resumes_from_cache(baseline, tmp_path):
     resumed = cli(output_dir, good, *longer)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Note: execution {trainer.id} (Trainer) of an interrupted run: marked CANCELED" in resumed.stdout
-    run = latest(output_dir)
+    run = latest_summary(output_dir)
     states = run.states()
     assert all(states[n] == "CACHED" for n in ("CsvExampleGen", "StatisticsGen", "Transform")), states
     assert states["Trainer"] == "COMPLETE"

@@ -30,6 +30,8 @@ class Finding:
 class DataGateError(RuntimeError):
     """The data failed the gate; the message is the readable summary."""
 
+    readable = True  # runners show the whole message, not only its first line
+
 
 def _kind_names(info: anomalies_pb2.AnomalyInfo) -> list[str]:
     kinds = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason]

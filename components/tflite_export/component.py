@@ -12,9 +12,7 @@ from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, DEFAULT_QUAN
 class TFLiteModel(types.Artifact):
     """A TFLite flatbuffer converted from a trained Model.
 
-    Custom properties: quantization, tflite_bytes, saved_model_bytes, saved_model_weights_bytes,
-    size_ratio, agreement, max_abs_diff, parity_examples, tflite_latency_us,
-    saved_model_latency_us, latency_ratio, exported (0 when skipped, with skip_reason),
+    Custom properties: options.MEASURES, exported (0 when skipped, with skip_reason), and
     pushed_destination (when pushed).
     """
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.tools import flatbuffer_utils
 
-from components.tflite_export.options import QUANTIZATION_MODES
+from components.tflite_export.options import MEASURES, QUANTIZATION_MODES
 from models.device import DEVICE_CONTRACT_FILE, DEVICE_INPUTS_SIGNATURE, DEVICE_SIGNATURE
 
 MODEL_FILE = "model.tflite"
@@ -58,7 +58,7 @@ class Report:
         return self.tflite_latency_us / self.saved_model_latency_us
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "size_ratio": self.size_ratio, "latency_ratio": self.latency_ratio}
+        return {key: getattr(self, key) for key in MEASURES}
 
 
 def directory_bytes(path: str) -> int:
