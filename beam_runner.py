@@ -170,7 +170,7 @@ def run(config: PipelineConfig, profile: str, settings: RunnerSettings, pipeline
     from data import taxi
     from data.validate import check_csv_dir
     from local_runner import stage_schema
-    from pipeline import run_state
+    from pipeline import local_beam, run_state
     from pipeline.pipeline import create_pipeline, schema_columns
 
     args = beam_args(profile, settings, config)
@@ -188,7 +188,8 @@ def run(config: PipelineConfig, profile: str, settings: RunnerSettings, pipeline
             pipeline_root=pipeline_root,
             beam_pipeline_args=args,
         )
-        BeamDagRunner().run(pipeline)
+        with local_beam.without_tfx_sdist(args):
+            BeamDagRunner().run(pipeline)
 
 
 def _settings_options(command):

@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 
 from data import taxi
 from data.validate import check_csv_dir
-from pipeline import run_state
+from pipeline import local_beam, run_state
 from lineage.query import Lineage, RunInfo
 from lineage.store import StoreAddress, open_store
 from pipeline.config import PipelineConfig
@@ -73,6 +73,12 @@ def run(config: PipelineConfig, verbose: bool = False, report: bool = True, log_
         return _run(config, verbose, report, log_file)
 
 
+def run_local(pipeline: tfx.dsl.Pipeline) -> None:
+    """LocalDagRunner, minus what only remote Beam workers need (see pipeline/local_beam.py)."""
+    with local_beam.without_tfx_sdist(pipeline.beam_pipeline_args):
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+
+
 def _run(config: PipelineConfig, verbose: bool, report: bool, log_file: Path | None) -> RunInfo:
     data_dir = _prepare(config)
     state_of = mlmd_node_state(config.metadata_path, config.pipeline_name)
@@ -86,7 +92,7 @@ def _run(config: PipelineConfig, verbose: bool, report: bool, log_file: Path | N
             captured.console.write(
                 f"Running {config.pipeline_name}: {len(pipeline.components)} components; full log: {log_file}\n")
             captured.console.flush()
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            run_local(pipeline)
         except Exception as error:
             logging.exception("The run failed")
             failed = captured.progress.fail()
@@ -138,6 +144,8 @@ def format_summary(config: PipelineConfig, summary: RunInfo, log_file: Path,
         lines.append(f"Model blessed: {head}")
         lines += [f"                 {reason}" for reason in reasons]
     pushed = report_build.pushed_destination(summary.output("Pusher", "pushed_model"))
+    if pushed and summary.states().get("Pusher") == "CACHED":
+        pushed += " (pushed by an earlier run: the same model and verdict)"
     lines.append(f"Pushed model:  {pushed or f'none this run (serving directory: {config.serving_model_dir})'}")
     tflite = summary.output("TFLiteExport", "tflite_model")
     if tflite is not None:
@@ -171,7 +179,7 @@ def draft_schema(config: PipelineConfig, destination: Path) -> Path:
     data_dir = _prepare(config)
     with tempfile.TemporaryDirectory(prefix="schema-draft-") as scratch:
         scratch_config = config.replace(output_dir=Path(scratch))
-        tfx.orchestration.LocalDagRunner().run(create_schema_pipeline(scratch_config, data_dir))
+        run_local(create_schema_pipeline(scratch_config, data_dir))
         summary = latest_run(scratch_config, schema_pipeline_name(config))
         schema = summary.output("SchemaGen", "schema")
         destination.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from components.tflite_export import options as tflite_options
 from components.tflite_export.component import TFLiteExport
 from models import features
 from models.trainer import HYPERPARAMETERS_KEY
+from pipeline import baseline
 from pipeline.config import PipelineConfig
 
 # The curated schema: reviewed and checked in, so a change in the data shows as an anomaly
@@ -169,6 +170,9 @@ def create_pipeline(
         # (the ones validated and reported) and nothing reads the post-transform ones; each was a
         # full TFDV pass inside Transform.
         disable_statistics=True,
+        # Nothing feeds the analyzer cache back (each run analyzes its whole input), so writing
+        # it was pure cost: one cache entry per analyzer, each a Beam write.
+        disable_analyzer_cache=True,
     )
     transform.add_upstream_node(data_gate)  # nothing trains on data the gate refused
     trainer = tfx.components.Trainer(
@@ -183,11 +187,21 @@ def create_pipeline(
             HYPERPARAMETERS_KEY: config.hyperparameters.to_dict(),
         },
     )
+    blessed_models = {
+        baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    }
     baseline_resolver = (
-        tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        (
+            # KFP v2 compiles only TFX's stock strategies.
+            tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed_models)
+            if stock_resolvers
+            # Never the candidate itself: an unchanged re-run is then served from the cache.
+            else tfx.dsl.Resolver(
+                strategy_class=baseline.LatestBlessedOtherModel,
+                **{baseline.CANDIDATE_KEY: trainer.outputs["model"]},
+                **blessed_models,
+            )
         ).with_id("latest_blessed_model_resolver")
         if with_baseline
         else None
@@ -195,7 +209,7 @@ def create_pipeline(
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"] if baseline_resolver else None,
+        baseline_model=baseline_resolver.outputs[baseline.MODEL_KEY] if baseline_resolver else None,
         eval_config=eval_config(config),
     )
     pusher = tfx.components.Pusher(

@@ -199,8 +199,9 @@ def two_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def third_run_with_a_changed_gate(two_runs):
-    """A third run on the same store with --min-auc changed: only the Evaluator's config differs."""
+def retrained_run(two_runs):
+    """A third run on the same store with one more training step: a new model, which the
+    Evaluator judges against the first run's blessed one. Returns (stdout result, its summary)."""
     output_dir, data_dir, _, _ = two_runs
-    run_cli(output_dir, data_dir, "--min-auc", "0.61")
-    return output_dir
+    result = run_cli(output_dir, data_dir, "--train-steps", "61")
+    return result, latest_summary(output_dir)

@@ -1,7 +1,7 @@
 """The lineage command on real MLMD stores written by real pipeline runs.
 
-The main store is the end-to-end test's (two identical runs, then a third with --min-auc
-changed); a second, differently shaped pipeline (with a component this tool knows nothing of)
+The main store is the end-to-end test's (two identical runs, then a third that trains one
+step more); a second, differently shaped pipeline (with a component this tool knows nothing of)
 shows that nothing is specific to this project's pipeline.
 """
 
@@ -40,8 +40,8 @@ def lineage_json(*args: str):
 
 
 @pytest.fixture(scope="module")
-def store(third_run_with_a_changed_gate) -> str:
-    return str(third_run_with_a_changed_gate / "metadata.sqlite")
+def store(two_runs, retrained_run) -> str:
+    return str(two_runs[0] / "metadata.sqlite")
 
 
 def test_runs_lists_each_run_with_node_states(store):
@@ -49,14 +49,15 @@ def test_runs_lists_each_run_with_node_states(store):
     assert len(runs) == 3 and all(r["state"] == "COMPLETE" for r in runs)
     first, second, _ = ({n["node_id"]: n["state"] for n in r["nodes"]} for r in runs)
     assert set(first.values()) == {"COMPLETE"}
-    assert second["CsvExampleGen"] == second["Trainer"] == "CACHED"
+    assert second["CsvExampleGen"] == second["Trainer"] == second["Pusher"] == "CACHED"
     code, text = lineage("runs", "--mlmd-sqlite", store)
     assert code == 0 and runs[0]["run_id"] in text
-    assert "COMPLETE 12" in text and "CACHED 6, COMPLETE 6" in text  # first run; second run
+    assert "COMPLETE 12" in text and "CACHED 9, COMPLETE 3" in text  # first run; second run
 
 
-def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two_runs):
+def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two_runs, retrained_run):
     _, _, (_, first), _ = two_runs
+    _, third = retrained_run
     trace = lineage_json("trace", "latest-pushed-model", "--mlmd-sqlite", store)
     artifact_ids = {a["id"] for a in trace["artifacts"]}
     assert first.output("CsvExampleGen", "examples").id in artifact_ids
@@ -66,12 +67,15 @@ def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two
     by_node = {e["node_id"]: e for e in trace["executions"]}
     assert {"CsvExampleGen", "ImportSchemaGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= set(by_node)
     assert all(e["state"] == "COMPLETE" for e in trace["executions"])  # the real producers, not cache hits
-    # Runs 2 and 3 reused ExampleGen's and the Trainer's outputs from cache.
+    # The third run's model, trained on what the first run made: runs 2 and 3 reused ExampleGen's
+    # and Transform's outputs from cache.
+    assert by_node["Trainer"]["id"] == third.execution("Trainer").id
     assert by_node["CsvExampleGen"]["reused_by_cached_executions"] == 2
-    assert by_node["Trainer"]["reused_by_cached_executions"] == 2
+    assert by_node["Transform"]["reused_by_cached_executions"] == 2
+    assert by_node["Trainer"]["reused_by_cached_executions"] == 0
     assert by_node["Trainer"]["code"] == {"run_fn": "models.trainer.run_fn", "code_fingerprint": code_fingerprint()}
     assert by_node["Transform"]["code"]["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
-    assert by_node["Trainer"]["properties"]["train_args"] == {"num_steps": 60}
+    assert by_node["Trainer"]["properties"]["train_args"] == {"num_steps": 61}
 
 
 def test_downstream_of_the_examples_reaches_every_model_and_push(store, two_runs):
@@ -87,21 +91,21 @@ def test_downstream_of_the_examples_reaches_every_model_and_push(store, two_runs
 def test_show_gives_each_nodes_inputs_outputs_and_parameters(store):
     run = lineage_json("show", "latest", "--mlmd-sqlite", store)
     nodes = {n["node_id"]: n for n in run["nodes"]}
-    assert nodes["Evaluator"]["state"] == "COMPLETE"  # its config changed in the third run
+    assert nodes["Evaluator"]["state"] == "COMPLETE"  # a new model in the third run
     assert set(nodes["Evaluator"]["inputs"]) >= {"examples", "model", "baseline_model"}
     assert "blessing" in nodes["Evaluator"]["outputs"]
 
 
 def test_diff_reports_the_parameter_changed_between_runs(store):
-    diff = lineage_json("diff", "latest~1", "latest", "--mlmd-sqlite", store)
+    diff = lineage_json("diff", "latest~2", "latest", "--mlmd-sqlite", store)
     changed = {(p["node"], p["parameter"]): (p["a"], p["b"]) for p in diff["parameters"]}
-    gate = [k for k in changed if k[0] == "Evaluator" and k[1].startswith("eval_config")]
-    assert gate, changed
-    assert {changed[k] for k in gate} == {(0.6, 0.61)}
-    assert not [k for k in changed if k[0] == "Trainer"]
+    steps = [k for k in changed if k[0] == "Trainer" and k[1].startswith("train_args")]
+    assert steps, changed
+    assert {changed[k] for k in steps} == {(60, 61)}
+    assert not [k for k in changed if k[0] in ("Evaluator", "Transform")], changed
     assert isinstance(diff["metrics"], list)
-    code, text = lineage("diff", "latest~1", "latest", "--no-metrics", "--mlmd-sqlite", store)
-    assert code == 0 and "eval_config" in text and "0.61" in text and "Evaluation metrics: not compared" in text
+    code, text = lineage("diff", "latest~2", "latest", "--no-metrics", "--mlmd-sqlite", store)
+    assert code == 0 and "train_args" in text and "61" in text and "Evaluation metrics: not compared" in text
 
 
 def test_diff_of_a_run_and_its_cached_rerun_finds_no_parameter_change(store):

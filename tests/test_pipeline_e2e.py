@@ -84,9 +84,12 @@ def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
     store = mlmd.MetadataStore(config)
     [artifact] = store.get_artifacts_by_id([tflite.id])
     assert store.get_artifact_types_by_id([artifact.type_id])[0].name == "components.TFLiteModel"
-    [output_event] = [e for e in store.get_events_by_artifact_ids([tflite.id]) if e.type == e.OUTPUT]
-    inputs = store.get_events_by_execution_ids([output_event.execution_id])
-    assert any(e.artifact_id == model.id and e.type == e.INPUT for e in inputs)
+    # Its producer, and the second run's cached execution that reused it, both read the model.
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([tflite.id]) if e.type == e.OUTPUT]
+    assert producers
+    for execution_id in producers:
+        inputs = store.get_events_by_execution_ids([execution_id])
+        assert any(e.artifact_id == model.id and e.type == e.INPUT for e in inputs)
 
 
 def test_the_tflite_file_is_pushed_beside_the_serving_model_with_its_version(two_runs):
@@ -101,17 +104,31 @@ def test_the_tflite_file_is_pushed_beside_the_serving_model_with_its_version(two
     assert f"TFLite model:  {pushed} (dynamic" in first.stdout
 
 
-def test_second_run_is_served_from_cache(two_runs):
-    output_dir, _, (_, first), (_, second) = two_runs
+def test_an_unchanged_rerun_is_served_from_cache_through_the_push(two_runs):
+    output_dir, _, (_, first), (second_result, second) = two_runs
     assert second.run_id != first.run_id
     states = second.states()
-    assert all(states[n] == "CACHED" for n in UPSTREAM), states
-    # Cached means the same artifacts, not new copies.
-    assert second.output("Trainer", "model").id == first.output("Trainer", "model").id
-    # The Evaluator reruns once, now with a baseline (the first run's blessed model): the gate
-    # compares the candidate against it, and the candidate is the same model, so it passes again.
-    assert states["latest_blessed_model_resolver"] == "COMPLETE"
-    assert second.output("Evaluator", "blessing").properties["blessed"] == 1
+    # Only the resolvers and the data gate (its drift baseline is the last accepted statistics) run.
+    ran = {"accepted_statistics_resolver", "latest_blessed_model_resolver", "DataGate"}
+    assert states == {n: "COMPLETE" if n in ran else "CACHED" for n in ALL_NODES}
+    # Cached means the same artifacts, not new copies: the model is not evaluated against itself
+    # (its baseline is what the first run resolved: none), not pushed again, not exported again.
+    for node, key in [("Trainer", "model"), ("Evaluator", "blessing"), ("Pusher", "pushed_model"),
+                      ("TFLiteExport", "tflite_model")]:
+        assert second.output(node, key).id == first.output(node, key).id, node
+    assert second.execution("Evaluator").inputs.get("baseline_model", []) == []
+    assert len(list((output_dir / "serving" / "taxi").iterdir())) == 1
+    assert f"Pushed model:  {_pushed_version(first)} (pushed by an earlier run" in second_result.stdout
+
+
+def test_a_new_model_is_judged_against_the_last_blessed_one(two_runs, retrained_run):
+    output_dir, _, (_, first), _ = two_runs
+    _, third = retrained_run
+    states = third.states()
+    assert all(states[n] == "CACHED" for n in UPSTREAM - {"Trainer"}), states
+    assert states["Trainer"] == states["Evaluator"] == states["Pusher"] == "COMPLETE"
+    [baseline] = third.execution("Evaluator").inputs["baseline_model"]
+    assert baseline.id == first.output("Trainer", "model").id != third.output("Trainer", "model").id
 
 
 def test_logs_go_to_a_file_under_the_output_dir(two_runs):

@@ -1,6 +1,6 @@
 """The run report: written by `cli run` and `cli report`, checked against what MLMD and TFMA hold.
 
-Reads the reports of conftest's `two_runs` (the second run has a baseline); `cli report` is
+Reads the report of conftest's `retrained_run` (it has a baseline); `cli report` is
 exercised in-process on the first run. The page is rendered once in headless Chromium.
 """
 
@@ -65,8 +65,9 @@ def _parse(path: Path) -> Page:
 
 
 @pytest.fixture(scope="module")
-def second_report(two_runs):
-    output_dir, _, _, (_, run) = two_runs
+def second_report(two_runs, retrained_run):
+    output_dir = two_runs[0]
+    _, run = retrained_run
     html_path = report_dir(output_dir / "reports", run) / "report.html"
     return run, html_path, _parse(html_path)
 
