@@ -2,6 +2,7 @@
 
 - TFX's sdist of itself for Beam workers: skipped for direct runners only (pipeline/local_beam.py);
 - TFX's Google Cloud extensions: imported on first use, not with `tfx.v1` (models/__init__.py);
+- the interpreter's teardown of TensorFlow at exit: skipped by the CLI (cli.exit_without_teardown);
 - a baseline that is the candidate itself (pipeline/baseline.py): an unchanged re-run is cached
   through the Evaluator, the Pusher and the TFLite export (end to end: test_pipeline_e2e.py).
 """
@@ -116,3 +117,17 @@ def test_unblessed_models_are_never_baselines():
     assert _resolve(3, models, blessings) == [1]
     models, blessings = _models(1, 2, blessed={1: 0})
     assert _resolve(2, models, blessings) == []
+
+
+@pytest.mark.parametrize("status, code, stderr", [(3, 3, ""), (None, 0, ""), ("went wrong", 1, "went wrong")])
+def test_the_cli_exits_with_its_status_output_flushed_and_exit_handlers_run(status, code, stderr):
+    script = (
+        "import atexit, cli\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "print('buffered', end='')\n"
+        f"cli.exit_without_teardown({status!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == code
+    assert result.stdout == "bufferedhandler ran\n"
+    assert result.stderr.strip().endswith(stderr)
