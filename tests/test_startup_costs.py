@@ -3,6 +3,7 @@
 - TFX's sdist of itself for Beam workers: skipped for direct runners only (pipeline/local_beam.py);
 - TFX's Google Cloud extensions: imported on first use, not with `tfx.v1` (models/__init__.py);
 - the interpreter's teardown of TensorFlow at exit: skipped by the CLI (cli.exit_without_teardown);
+- an analyzer cache no run reads, written by Transform: not written;
 - a baseline that is the candidate itself (pipeline/baseline.py): an unchanged re-run is cached
   through the Evaluator, the Pusher and the TFLite export (end to end: test_pipeline_e2e.py).
 """
@@ -131,3 +132,19 @@ def test_the_cli_exits_with_its_status_output_flushed_and_exit_handlers_run(stat
     assert result.returncode == code
     assert result.stdout == "bufferedhandler ran\n"
     assert result.stderr.strip().endswith(stderr)
+
+
+def pipeline_node(pipeline, node_id: str):
+    [node] = [c for c in pipeline.components if c.id == node_id]
+    return node
+
+
+def test_transform_writes_no_analyzer_cache_and_the_baseline_resolver_sees_the_candidate(tmp_path):
+    from pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(PipelineConfig(output_dir=tmp_path), tmp_path)
+    transform = pipeline_node(pipeline, "Transform")
+    assert set(transform.outputs) == {"transform_graph", "transformed_examples"}
+    resolver = pipeline_node(pipeline, "latest_blessed_model_resolver")
+    assert resolver.exec_properties["resolver_class"] is baseline.LatestBlessedOtherModel
+    assert resolver.inputs[baseline.CANDIDATE_KEY] is pipeline_node(pipeline, "Trainer").outputs["model"]
