@@ -285,7 +285,11 @@ def _s(value: float | None, digits: int = 1) -> str:
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if not a or not b else f"{a / b:.2f}"
+    if not a or not b:
+        return "n/a"
+    if max(a, b) < 0.05:  # both cached or trivial: a ratio of milliseconds is noise
+        return ""
+    return f"{a / b:.2f}"
 
 
 def _gib(n: int) -> str:
