@@ -136,6 +136,14 @@ def test_logs_go_to_a_file_under_the_output_dir(two_runs):
     assert logs and "Component Trainer is finished" in logs[0].read_text()
 
 
+def test_no_tfx_package_is_built_for_the_in_process_beam_runner(two_runs):
+    output_dir, _, _, _ = two_runs
+    log = sorted((output_dir / "logs").glob("run-*.log"))[0].read_text()
+    assert "Component Transform is finished" in log and "Component Evaluator is finished" in log
+    # TFX's log line before it builds its sdist for remote Beam workers (pipeline/local_beam.py).
+    assert "Attempting to infer TFX Python dependency" not in log
+
+
 def test_the_sample_has_no_anomalies_against_the_curated_schema(two_runs):
     _, _, (_, summary), _ = two_runs
     uri = Path(summary.output("ExampleValidator", "anomalies").uri)
