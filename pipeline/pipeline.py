@@ -8,7 +8,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
 
-from components.data_gate.component import ACCEPTED_KEY as DATA_GATE_ACCEPTED_KEY
+from components.data_gate import component as data_gate_component
 from components.data_gate.component import DataGate, LatestAccepted
 from components.tflite_export import options as tflite_options
 from components.tflite_export.component import TFLiteExport
@@ -137,16 +137,24 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
     # Stops the run here when the data breaks the schema or drifted from the last accepted data.
+    accepted_so_far = {
+        data_gate_component.ACCEPTED_INPUT_KEY: tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=DATA_GATE_ID,
+            output_key=data_gate_component.ACCEPTED_KEY,
+        )
+    }
     accepted_statistics = (
-        tfx.dsl.Resolver(
-            # KFP v2 compiles only TFX's stock strategies; LatestAccepted also resolves "none
-            # yet" on a first local run, where LatestArtifactStrategy fails its node.
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy if stock_resolvers else LatestAccepted,
-            statistics=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ExampleStatistics,
-                producer_component_id=DATA_GATE_ID,
-                output_key=DATA_GATE_ACCEPTED_KEY,
-            ),
+        (
+            # KFP v2 compiles only TFX's stock strategies.
+            tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy, **accepted_so_far)
+            if stock_resolvers
+            # Also resolves "none yet" on a first run, and never this run's own statistics.
+            else tfx.dsl.Resolver(
+                strategy_class=LatestAccepted,
+                **{data_gate_component.CURRENT_INPUT_KEY: statistics_gen.outputs["statistics"]},
+                **accepted_so_far,
+            )
         ).with_id("accepted_statistics_resolver")
         if with_baseline
         else None
@@ -155,7 +163,9 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        baseline_statistics=accepted_statistics.outputs["statistics"] if accepted_statistics else None,
+        baseline_statistics=(
+            accepted_statistics.outputs[data_gate_component.ACCEPTED_INPUT_KEY] if accepted_statistics else None
+        ),
         max_drift=config.max_drift,
         drift_features=",".join(features.drift_keys()),
         warn_only=",".join(config.warn_only_kinds),

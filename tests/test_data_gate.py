@@ -100,3 +100,59 @@ def test_interrupted_executions_are_cancelled_and_their_outputs_abandoned(tmp_pa
     assert states == {done: mlmd.Execution.COMPLETE, running: mlmd.Execution.CANCELED}
     assert store.get_artifacts_by_id([partial])[0].state == mlmd.Artifact.ABANDONED
     assert run_state.abandon_interrupted(path) == []  # nothing left to report
+
+
+def _gate_history(store, runs: list[int], count: int) -> tuple[list[int], dict[int, int]]:
+    """`count` statistics artifacts and, per DataGate execution, the statistics it read and the copy
+    it accepted, as a real run records them (INPUT 'statistics', OUTPUT 'accepted_statistics')."""
+    stats_type = store.put_artifact_type(mlmd.ArtifactType(name="ExampleStatistics"))
+    gate_type = store.put_execution_type(mlmd.ExecutionType(name="components.data_gate.component.DataGate"))
+    statistics = store.put_artifacts([mlmd.Artifact(type_id=stats_type, uri=f"/s{i}") for i in range(count)])
+    accepted_from = {}
+    for read in runs:  # each run reads statistics artifact number `read` (1-based)
+        [execution] = store.put_executions([mlmd.Execution(type_id=gate_type, last_known_state=mlmd.Execution.COMPLETE)])
+        [copy] = store.put_artifacts([mlmd.Artifact(type_id=stats_type, uri=f"/accepted{execution}")])
+        step = mlmd.Event.Path.Step
+        store.put_events([
+            mlmd.Event(execution_id=execution, artifact_id=statistics[read - 1], type=mlmd.Event.INPUT,
+                       path=mlmd.Event.Path(steps=[step(key="statistics"), step(index=0)])),
+            mlmd.Event(execution_id=execution, artifact_id=copy, type=mlmd.Event.OUTPUT,
+                       path=mlmd.Event.Path(steps=[step(key="accepted_statistics"), step(index=0)])),
+        ])
+        accepted_from[copy] = statistics[read - 1]
+    return statistics, accepted_from
+
+
+@pytest.mark.parametrize("runs, current, expected", [
+    ([], 1, None),  # first run: nothing accepted yet
+    ([1], 1, None),  # the same data again: not compared with itself, as on its first run
+    ([1], 2, 1),  # new data: compared with the last accepted
+    ([1, 2], 1, 2),  # back to the first data: compared with the last other accepted
+    ([1, 2, 1], 1, 2),  # ... and again: the same inputs as the previous run, so it is cached
+])
+def test_latest_accepted_leaves_out_what_this_runs_statistics_became(runs, current, expected):
+    from tfx.types import standard_artifacts
+
+    from components.data_gate.component import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, LatestAccepted
+
+    config = mlmd.ConnectionConfig()
+    config.fake_database.SetInParent()
+    store = metadata_store.MetadataStore(config)
+    statistics, accepted_from = _gate_history(store, runs, count=max(runs + [current]))
+
+    def artifact(artifact_id: int):
+        a = standard_artifacts.ExampleStatistics()
+        a.id = artifact_id
+        return a
+
+    current_artifact = artifact(statistics[current - 1])
+    result = LatestAccepted().resolve_artifacts(store, {
+        CURRENT_INPUT_KEY: [current_artifact],
+        ACCEPTED_INPUT_KEY: [artifact(i) for i in accepted_from],
+    })
+    assert result[CURRENT_INPUT_KEY] == [current_artifact]
+    [resolved] = result[ACCEPTED_INPUT_KEY] or [None]
+    source = accepted_from[resolved.id] if resolved else None
+    assert source == (statistics[expected - 1] if expected else None)
+    if resolved:  # the latest of those: accepted copies are numbered in run order
+        assert resolved.id == max(a for a, s in accepted_from.items() if s == source)

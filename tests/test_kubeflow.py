@@ -125,10 +125,12 @@ def test_vertex_target_keeps_the_baseline_resolver_and_every_edge(tmp_path, loca
     settings = runner.KubeflowSettings(IMAGE, ROOT, target="vertex")
     spec = json_format.ParseDict(runner.compile_spec(config, settings), pb.PipelineSpec())
     nodes, edges = local_graph(local_pipeline, drop_resolvers=False)
-    # Locally the baseline resolver also reads the Trainer's model, to leave the candidate out
-    # (pipeline/baseline.py); KFP compiles TFX's stock strategy, which does not read it.
-    assert ("Trainer", "latest_blessed_model_resolver") in edges
-    assert compiled_graph(spec, local_pipeline) == (nodes, edges - {("Trainer", "latest_blessed_model_resolver")})
+    # Locally the resolvers also read what they leave out: the Trainer's model (the candidate is
+    # never its own baseline, pipeline/baseline.py) and this run's statistics (the data gate never
+    # compares data with itself). KFP compiles TFX's stock strategies, which read neither.
+    local_only = {("Trainer", "latest_blessed_model_resolver"), ("StatisticsGen", "accepted_statistics_resolver")}
+    assert local_only <= edges
+    assert compiled_graph(spec, local_pipeline) == (nodes, edges - local_only)
     kinds = {name: e.WhichOneof("spec") for name, e in executors(spec).items()}
     resolvers = {n for n, k in kinds.items() if k == "resolver"}
     assert {n.split("-")[0] for n in resolvers} == {"latest_blessed_model_resolver", "accepted_statistics_resolver"}

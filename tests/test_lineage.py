@@ -52,7 +52,7 @@ def test_runs_lists_each_run_with_node_states(store):
     assert second["CsvExampleGen"] == second["Trainer"] == second["Pusher"] == "CACHED"
     code, text = lineage("runs", "--mlmd-sqlite", store)
     assert code == 0 and runs[0]["run_id"] in text
-    assert "COMPLETE 12" in text and "CACHED 9, COMPLETE 3" in text  # first run; second run
+    assert "COMPLETE 12" in text and "CACHED 10, COMPLETE 2" in text  # first run; second run
 
 
 def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two_runs, retrained_run):
