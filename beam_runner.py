@@ -47,11 +47,12 @@ class Profile:
     settings: tuple[str, ...] = ()  # RunnerSettings fields that become flags, e.g. "job_endpoint"
     required: tuple[str, ...] = ()  # of those, the ones without which the profile cannot run
     runs_here: bool = False
+    # The direct profiles: Beam flags from PipelineConfig.beam_args, as `run --beam-mode` gives them.
+    beam_mode: str | None = None
 
 
 # RunnerSettings field -> Beam flag.
 SETTING_FLAGS = {
-    "workers": "--direct_num_workers",
     "flink_master": "--flink_master",
     "job_endpoint": "--job_endpoint",
     "environment_type": "--environment_type",
@@ -65,13 +66,11 @@ SETTING_FLAGS = {
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile("auto", "direct or direct-mp by input size (--beam-mode auto)", (), runs_here=True),
-        Profile("direct", "in-process FnApiRunner, one worker",
-                ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"),
-                runs_here=True),
-        Profile("direct-mp", "FnApiRunner with N worker processes on this machine",
-                ("--runner=FnApiRunner", "--direct_running_mode=multi_processing"), ("workers",),
-                runs_here=True),
+        Profile("auto", "direct or direct-mp by input size (--beam-mode auto)", (), runs_here=True,
+                beam_mode="auto"),
+        Profile("direct", "in-process FnApiRunner, one worker", (), runs_here=True, beam_mode="in_memory"),
+        Profile("direct-mp", "FnApiRunner with N worker processes on this machine", (),
+                runs_here=True, beam_mode="multi_processing"),
         Profile("flink", "a Flink cluster; SDK workers run the project's image",
                 ("--runner=FlinkRunner",), ("flink_master", "environment_type", "image", "parallelism"),
                 ("flink_master", "image")),
@@ -106,8 +105,12 @@ def beam_args(profile: str, settings: RunnerSettings, config: PipelineConfig | N
     if profile not in PROFILES:
         raise ProfileError(f"--profile: unknown profile {profile!r}; one of {', '.join(PROFILES)}")
     chosen = PROFILES[profile]
-    if chosen.name == "auto":
-        args = list((config or PipelineConfig()).beam_args)
+    config = config or PipelineConfig()
+    if chosen.beam_mode == "auto":
+        args = list(config.beam_args)
+    elif chosen.beam_mode:
+        workers = settings.workers if chosen.beam_mode == "multi_processing" else 0
+        args = list(config.replace(beam_mode=chosen.beam_mode, beam_workers=workers).beam_args)
     else:
         missing = [name for name in chosen.required if getattr(settings, name) in (None, "")]
         if missing:
@@ -116,8 +119,6 @@ def beam_args(profile: str, settings: RunnerSettings, config: PipelineConfig | N
         args = list(chosen.flags)
         for name in chosen.settings:
             value = getattr(settings, name)
-            if name == "workers":
-                value = value or _cpu_count()
             if value is not None:
                 args.append(f"{SETTING_FLAGS[name]}={value}")
         if chosen.name == "dataflow":
@@ -126,12 +127,6 @@ def beam_args(profile: str, settings: RunnerSettings, config: PipelineConfig | N
     args += list(settings.extra)
     validate(args)
     return args
-
-
-def _cpu_count() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 def validate(args: list[str]) -> None:
@@ -164,7 +159,6 @@ def runs_here(profile: str) -> bool:
 def run(config: PipelineConfig, profile: str, settings: RunnerSettings, pipeline_root: str | None = None,
         data_dir: str | None = None) -> None:
     """Runs the pipeline with BeamDagRunner; the Beam-powered components use the profile's runner."""
-    from tfx import v1 as tfx  # noqa: F401  (heavy: only once the options are valid)
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
     from data import taxi

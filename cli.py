@@ -132,8 +132,6 @@ def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None)
     RUN is a run id, a unique prefix of one, latest (the default) or latest~N.
     """
     config = _config_or_exit({"output_dir": output_dir, "pipeline_name": pipeline_name})
-    import os
-
     from report.progress import descriptors_to
 
     # TensorFlow's and TFMA's log lines are of no use here: they go nowhere (errors still raise).

@@ -175,12 +175,9 @@ def read_figures(label: str, timed: Timed, metadata: Path, pipeline: str, rows: 
         figures.states[execution.node_id] = execution.state
     stats = run.output("StatisticsGen", "statistics")
     if stats is not None:
-        import tensorflow_data_validation as tfdv
+        from report.statistics import load_statistics
 
-        for split in ("train", "eval"):
-            path = Path(stats.uri) / f"Split-{split}" / "FeatureStats.pb"
-            if path.is_file():
-                figures.split_rows[split] = int(tfdv.load_stats_binary(str(path)).datasets[0].num_examples)
+        figures.split_rows = {s.split: s.examples for s in load_statistics(stats.uri)}
     evaluation = run.output("Evaluator", "evaluation")
     if evaluation is not None:
         from report.evaluation import OVERALL, slice_metrics

@@ -18,11 +18,11 @@ from tabulate import tabulate
 import local_runner
 from components.tflite_export import export
 from components.tflite_export.executor import SPLIT_FILES
-from components.tflite_export.options import QUANTIZATION_MODES
+from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, QUANTIZATION_MODES
 from pipeline.config import PipelineConfig
 from tfx.utils import path_utils
 
-GOALS = {"size_ratio": 3.5, "agreement": 0.99, "latency_ratio": 0.2}  # for the dynamic mode
+GOALS = {"size_ratio": 3.5, "agreement": DEFAULT_MIN_AGREEMENT, "latency_ratio": 0.2}  # for the dynamic mode
 
 
 @click.command()

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from data import taxi
+from models import features
 
 RESAMPLE_RATE = 0.05
 SCALE_SIGMA = 0.1
@@ -61,7 +62,7 @@ def _kind(values: Sequence[str]) -> str:
 
 def big_tipper(fare: str, tips: str) -> bool:
     """The label as Transform computes it: tips > 20% of the fare; a missing fare gives 0."""
-    return fare != "" and float(tips or 0) > 0.2 * float(fare)
+    return fare != "" and float(tips or 0) > features.BIG_TIP_FRACTION * float(fare)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,10 +48,14 @@ SLICE_FEATURE_KEYS: tuple[str, ...] = ("trip_start_hour",)
 DRIFT_UNSTABLE_KEYS: tuple[str, ...] = ("trip_miles", "trip_seconds")
 
 
+def model_raw_keys() -> tuple[str, ...]:
+    """Raw features the model reads, in a stable order."""
+    return NUMERIC_FEATURE_KEYS + BUCKET_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
+
+
 def drift_keys() -> list[str]:
     """Raw features the data gate compares with the last accepted data: the model's, and the label."""
-    used = NUMERIC_FEATURE_KEYS + BUCKET_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS + (RAW_LABEL_KEY,)
-    return [k for k in used if k not in DRIFT_UNSTABLE_KEYS]
+    return [k for k in model_raw_keys() + (RAW_LABEL_KEY,) if k not in DRIFT_UNSTABLE_KEYS]
 
 
 def transformed_name(key: str) -> str:
@@ -61,7 +65,4 @@ def transformed_name(key: str) -> str:
 
 def model_input_keys() -> list[str]:
     """Transformed feature names the model reads, in a stable order."""
-    return [
-        transformed_name(k)
-        for k in NUMERIC_FEATURE_KEYS + BUCKET_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
-    ]
+    return [transformed_name(k) for k in model_raw_keys()]

@@ -179,7 +179,7 @@ class PipelineConfig:
 
     @property
     def warn_only_kinds(self) -> list[str]:
-        return [k.strip() for k in self.warn_only_anomalies.split(",") if k.strip()]
+        return data_gate.names(self.warn_only_anomalies)
 
     @property
     def tflite_serving_dir(self) -> Path:

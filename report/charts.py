@@ -5,7 +5,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from report.evaluation import BASELINE, CANDIDATE, Confusion, Curves, SliceMetrics, auc_of, reliability
+from report.evaluation import BASELINE, CANDIDATE, OVERALL, Confusion, Curves, SliceMetrics, auc_of, reliability
 
 COLORS = {CANDIDATE: "#1f77b4", BASELINE: "#ff7f0e"}
 
@@ -90,8 +90,8 @@ def confusion_matrix(confusion: Confusion) -> bytes:
 def slices(metrics: list[SliceMetrics], names: tuple[str, ...] = ("auc", "binary_accuracy")) -> bytes:
     """Per-slice metrics as bars, with each slice's example count."""
     plt = _plt()
-    rows = [m for m in metrics if m.slice != "Overall"]
-    overall = next((m for m in metrics if m.slice == "Overall"), None)
+    rows = [m for m in metrics if m.slice != OVERALL]
+    overall = next((m for m in metrics if m.slice == OVERALL), None)
     labels = [m.slice.rpartition("=")[2] for m in rows]
     fig, axes = plt.subplots(len(names) + 1, 1, figsize=(9, 2.0 * (len(names) + 1)), sharex=True)
     for ax, name in zip(axes, names):

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
@@ -183,7 +183,6 @@ class CapturedRun:
     log_file: Path
     console: TextIO
     progress: Progress
-    extra_handlers: list[logging.Handler] = field(default_factory=list)
 
 
 @contextmanager

@@ -10,8 +10,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.data_gate import gate
-
+from components.data_gate import gate, options
 
 
 class Executor(base_executor.BaseExecutor):
@@ -21,7 +20,7 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        warn_only = [k.strip() for k in exec_properties.get("warn_only", "").split(",") if k.strip()]
+        warn_only = options.names(exec_properties.get("warn_only", ""))
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
@@ -37,7 +36,7 @@ class Executor(base_executor.BaseExecutor):
                 schema,
                 exec_properties["max_drift"],
                 warn_only,
-                features=[k for k in exec_properties.get("drift_features", "").split(",") if k] or None,
+                features=options.names(exec_properties.get("drift_features", "")) or None,
                 min_examples=exec_properties.get("min_drift_examples", 0),
             )
 

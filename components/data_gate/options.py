@@ -8,3 +8,8 @@ DEFAULT_MAX_DRIFT = 0.5
 # Below this many training examples on either side, histograms are noise (two 400-row samples
 # of the same data differ by up to 0.71): drift is not checked.
 MIN_DRIFT_EXAMPLES = 1000
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list (as the CLI and DataGate's string exec properties carry it)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
