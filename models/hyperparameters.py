@@ -11,8 +11,8 @@ STRATEGIES = ("mirrored", "one_device", "default")
 class Hyperparameters:
     """What shapes and trains the model. Travels to the Trainer in its custom_config."""
 
-    # Chosen on the bundled data (eval AUC ~0.937, accuracy ~0.88): wider layers or more steps
-    # overfit its 10k training rows.
+    # Chosen on the bundled data: a small model, because wider layers or more steps overfit its
+    # 10k training rows (the resulting eval figures: benchmarks/README.md, "Model quality").
     train_batch_size: int = 512
     eval_batch_size: int = 1024
     learning_rate: float = 0.002
@@ -20,7 +20,7 @@ class Hyperparameters:
     embedding_dim: int = 4
     distribution_strategy: str = "mirrored"
     mixed_precision: bool = False
-    seed: int = 42  # initial weights and shuffle order (threaded CPU kernels still vary results ~0.1%)
+    seed: int = 42  # initial weights and shuffle order (threaded CPU kernels still vary results slightly)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
