@@ -203,10 +203,11 @@ def csv_rows(data_dir: Path) -> int:
 def project_runs(out: Path, data_dir: Path | None, label: str, runs: int, extra: list[str]) -> list[RunFigures]:
     """This project's `cli run`, `runs` times on one output dir (the first cold)."""
     from pipeline.config import PipelineConfig
+    from pipeline.locations import OutputDir
 
     target = out / label
     shutil.rmtree(target, ignore_errors=True)
-    config = PipelineConfig(output_dir=target)
+    config, output = PipelineConfig(), OutputDir(target)
     argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(target)]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
@@ -219,7 +220,7 @@ def project_runs(out: Path, data_dir: Path | None, label: str, runs: int, extra:
         name = f"{label} {run_name(i)}"
         click.echo(f"... {name}", err=True)
         timed = timed_run(argv + extra, out / "logs" / f"{label}-{i + 1}.log", REPO)
-        figures = read_figures(name, timed, config.metadata_path, PROJECT_PIPELINE, rows,
+        figures = read_figures(name, timed, output.metadata_path, PROJECT_PIPELINE, rows,
                                config.train_steps * hp.train_batch_size)
         figures.beam_mode = beam_mode_of(data_dir, extra)
         results.append(figures)
@@ -228,10 +229,10 @@ def project_runs(out: Path, data_dir: Path | None, label: str, runs: int, extra:
 
 def beam_mode_of(data_dir: Path | None, extra: list[str]) -> str:
     """The running mode `cli run` resolves for this data and these options."""
-    from pipeline.config import PipelineConfig
+    from pipeline.beam import DirectBeam
 
     mode = next((a.split("=", 1)[1] for a in extra if a.startswith("--beam-mode=")), "auto")
-    return PipelineConfig(data_dir=data_dir, beam_mode=mode).resolved_beam_mode
+    return DirectBeam(mode).resolved_mode(str(data_dir) if data_dir else None)
 
 
 def anchor_runs(out: Path, runs: int) -> list[RunFigures]:

@@ -1,9 +1,9 @@
 """Compiles the pipeline to Kubeflow Pipelines v2 IR (YAML) with TFX's KubeflowV2DagRunner.
 
-This runner only decides where things live on the cluster (image, pipeline root, data root,
-serving directory) and what a run may change (runtime parameters); the pipeline itself is
-pipeline.create_pipeline, the one the local runner runs. `python -m cli kfp compile` (make kfp)
-calls compile_pipeline().
+This runner only decides where things live on the cluster (image, pipeline root, data, serving
+directory), what a run may change (runtime parameters) and which orchestrator's rules the graph
+follows (kubeflow or vertex); the pipeline itself is pipeline.create_pipeline, the one the local
+runner runs. `python -m cli kfp compile` (make kfp) calls compile_pipeline().
 """
 
 import dataclasses
@@ -20,8 +20,11 @@ from tfx import v1 as tfx
 from tfx.version import __version__ as TFX_VERSION
 
 from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, train_args_value
+from pipeline.beam import DirectBeam
 from pipeline.config import ConfigError, PipelineConfig
-from pipeline.pipeline import CURATED_SCHEMA, create_pipeline
+from pipeline.locations import Locations
+from pipeline.pipeline import Topology, create_pipeline
+from pipeline.schemas import CURATED_SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 # Where the Dockerfile copies the project in the image (a test holds the two together): steps
@@ -32,7 +35,7 @@ IMAGE_SCHEMA_FILE = IMAGE_PROJECT_DIR / CURATED_SCHEMA.relative_to(REPO).as_posi
 # kubeflow: open-source KFP 2.x, whose backend refuses `resolver` executors ("resolver executors
 # not implemented", backend/src/v2/compiler/argocompiler/dag.go), so the latest-blessed-model
 # baseline is left out. vertex: Vertex AI Pipelines, which runs TFX's resolver queries.
-TARGETS = ("kubeflow", "vertex")
+TARGETS = {"kubeflow": Topology.KUBEFLOW, "vertex": Topology.VERTEX}
 _KFP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # what KubeflowV2DagRunner accepts
 _LOCAL_SCHEMES = ("", "file", "ram")
 
@@ -69,7 +72,7 @@ class KubeflowSettings:
 
     image: str
     pipeline_root: str
-    data_root: str | None = None  # default: <pipeline_root>/data
+    data: str | None = None  # default: <pipeline_root>/data
     serving_dir: str | None = None  # default: <pipeline_root>/serving
     target: str = "kubeflow"
 
@@ -80,12 +83,12 @@ class KubeflowSettings:
             raise ConfigError("target", f"must be one of {', '.join(TARGETS)}, got {self.target!r}")
         root = check_uri("pipeline_root", self.pipeline_root)
         object.__setattr__(self, "pipeline_root", root)
-        object.__setattr__(self, "data_root", check_uri("data_root", self.data_root or f"{root}/data"))
+        object.__setattr__(self, "data", check_uri("data_dir", self.data or f"{root}/data"))
         object.__setattr__(self, "serving_dir", check_uri("serving_dir", self.serving_dir or f"{root}/serving"))
 
     @property
-    def with_baseline(self) -> bool:
-        return self.target == "vertex"
+    def topology(self) -> Topology:
+        return TARGETS[self.target]
 
 
 def kfp_pipeline_name(config: PipelineConfig) -> str:
@@ -98,28 +101,31 @@ def kfp_pipeline_name(config: PipelineConfig) -> str:
 
 def runtime_parameter_defaults(config: PipelineConfig, settings: KubeflowSettings) -> dict[str, str]:
     """The runtime parameters of the compiled pipeline and their values when a run sets none."""
-    return {DATA_ROOT_PARAM: settings.data_root, TRAIN_ARGS_PARAM: train_args_value(config.train_steps)}
+    return {DATA_ROOT_PARAM: settings.data, TRAIN_ARGS_PARAM: train_args_value(config.train_steps)}
 
 
-def build_pipeline(config: PipelineConfig, settings: KubeflowSettings) -> tfx.dsl.Pipeline:
-    """create_pipeline with the cluster's locations and the runtime parameters."""
+def build_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam = DirectBeam()) -> tfx.dsl.Pipeline:
+    """create_pipeline with the cluster's locations and the runtime parameters.
+
+    The Beam-powered steps run Beam's DirectRunner inside their pods; KFP brings its own MLMD store.
+    """
     params = {
         name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=default)
         for name, default in runtime_parameter_defaults(config, settings).items()
     }
-    return create_pipeline(
-        config.replace(pipeline_name=kfp_pipeline_name(config)),
-        params[DATA_ROOT_PARAM],
-        IMAGE_SCHEMA_FILE,
-        train_args=params[TRAIN_ARGS_PARAM],
-        serving_model_dir=f"{settings.serving_dir}/{config.model_name}",
+    locations = Locations(
+        data=params[DATA_ROOT_PARAM],
+        schema_file=str(IMAGE_SCHEMA_FILE),
         pipeline_root=settings.pipeline_root,
-        with_baseline=settings.with_baseline,
-        stock_resolvers=True,
+        serving_dir=settings.serving_dir,
+        metadata_path=None,
+        beam_args=tuple(beam.args(settings.data)),
     )
+    return create_pipeline(config.replace(pipeline_name=kfp_pipeline_name(config)), locations, settings.topology,
+                           train_args=params[TRAIN_ARGS_PARAM])
 
 
-def compile_spec(config: PipelineConfig, settings: KubeflowSettings) -> dict[str, Any]:
+def compile_spec(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam = DirectBeam()) -> dict[str, Any]:
     """The KFP PipelineSpec as a dict, checked by parsing it with KFP's own protos."""
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -128,7 +134,7 @@ def compile_spec(config: PipelineConfig, settings: KubeflowSettings) -> dict[str
             use_pipeline_spec_2_1=True,
         )
     )
-    job = runner.run(build_pipeline(config, settings), write_out=False)
+    job = runner.run(build_pipeline(config, settings, beam), write_out=False)
     spec = job["pipelineSpec"]
     # TFX puts the pipeline root and parameter values in the PipelineJob's runtimeConfig, which
     # a YAML package does not carry: KFP reads them from the spec itself, so they go there.
@@ -140,9 +146,9 @@ def compile_spec(config: PipelineConfig, settings: KubeflowSettings) -> dict[str
     return spec
 
 
-def compile_pipeline(config: PipelineConfig, settings: KubeflowSettings, output: Path) -> Path:
+def compile_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam, output: Path) -> Path:
     """Writes the KFP v2 pipeline spec (YAML) to `output` and returns its path."""
-    spec = compile_spec(config, settings)
+    spec = compile_spec(config, settings, beam)
     output.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"# KFP v2 pipeline spec of {spec['pipelineInfo']['name']}, compiled by kubeflow/runner.py "

@@ -34,10 +34,9 @@ def _store_options(command: Callable) -> Callable:
 
 def _address(output_dir: Path | None, mlmd_sqlite: Path | None, **kwargs: Any) -> StoreAddress:
     if not (mlmd_sqlite or kwargs.get("mysql_host") or kwargs.get("grpc_host")):
-        from pipeline.config import PipelineConfig  # the local runner's layout, defined once
+        from pipeline.locations import OutputDir  # the local runners' layout, defined once
 
-        config = PipelineConfig(output_dir=output_dir) if output_dir else PipelineConfig()
-        mlmd_sqlite = config.metadata_path
+        mlmd_sqlite = (OutputDir(output_dir) if output_dir else OutputDir()).metadata_path
     return StoreAddress(sqlite=mlmd_sqlite, **kwargs)
 
 

@@ -18,8 +18,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, sche
 
 from data import taxi
 from models import preprocessing
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import SCHEMA_DIR
+from pipeline.beam import DirectBeam
+from pipeline.locations import Locations, OutputDir
+from pipeline.schemas import CURATED_SCHEMA, SCHEMA_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,7 @@ def transformed(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("tft")
     metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
-    with beam.Pipeline(argv=PipelineConfig().beam_args) as p:
+    with beam.Pipeline(argv=DirectBeam("in_memory").args()) as p:
         with tft_beam.Context(temp_dir=str(root / "tmp")):
             raw = p | "Rows" >> beam.Create(raw_instances())
             transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn)
@@ -140,7 +141,7 @@ def taxi_model(tmp_path_factory):
     train_rows, eval_rows = rows[:1500], rows[1500:]
     root = tmp_path_factory.mktemp("taxi_model")
     metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
-    with beam.Pipeline(argv=PipelineConfig().beam_args) as p:
+    with beam.Pipeline(argv=DirectBeam("in_memory").args()) as p:
         with tft_beam.Context(temp_dir=str(root / "tmp")):
             raw = p | "Rows" >> beam.Create(raw_instances(train_rows))
             (data, transformed_metadata), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
@@ -177,10 +178,16 @@ def run_cli(output_dir: Path, data_dir: Path, *extra: str) -> subprocess.Complet
     return result
 
 
-def latest_summary(output_dir: Path):
-    import local_runner
+def latest_summary(output_dir: Path, pipeline_name: str = "chicago_taxi"):
+    from runs.execute import latest_run
 
-    return local_runner.latest_run(PipelineConfig(output_dir=output_dir))
+    return latest_run(OutputDir(output_dir), pipeline_name)
+
+
+def local_locations(output_dir: Path, data: Path | str | None = None) -> Locations:
+    """A local run's locations under `output_dir` (data: the output dir itself unless given)."""
+    output = OutputDir(output_dir)
+    return Locations.under(output, str(data or output_dir), CURATED_SCHEMA, DirectBeam("in_memory").args())
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,16 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-import beam_runner
 from data import taxi
-from pipeline import config as config_module
-from pipeline.config import PipelineConfig
+from pipeline import beam
+from pipeline.beam import DirectBeam
 from tests.conftest import REPO, SMALL_RUN, latest_summary
 
-Settings = beam_runner.RunnerSettings
+Settings = beam.RunnerSettings
 
 
 def options(profile, settings=Settings()):
-    return PipelineOptions(beam_runner.beam_args(profile, settings))
+    return PipelineOptions(beam.profile_args(profile, settings))
 
 
 def test_direct_profiles_run_the_fnapi_runner_in_memory_or_on_n_processes():
@@ -45,7 +44,7 @@ def test_cluster_profiles_give_complete_parseable_options():
     cloud = dataflow.view_as(GoogleCloudOptions)
     assert (cloud.project, cloud.region, cloud.temp_location) == ("my-project", "europe-west1", "gs://bucket/tmp")
     assert dataflow.view_as(WorkerOptions).sdk_container_image == "reg/tfx-taxi:1"
-    assert not any(beam_runner.runs_here(p) for p in ("flink", "spark", "dataflow"))
+    assert not any(beam.runs_here(p) for p in ("flink", "spark", "dataflow"))
 
 
 @pytest.mark.parametrize(
@@ -60,36 +59,39 @@ def test_cluster_profiles_give_complete_parseable_options():
     ],
 )
 def test_incomplete_or_unknown_options_are_refused(profile, settings, message):
-    with pytest.raises(beam_runner.ProfileError, match=message):
-        beam_runner.beam_args(profile, settings)
+    with pytest.raises(beam.ProfileError, match=message):
+        beam.profile_args(profile, settings)
 
 
 def test_extra_beam_flags_pass_through_checked():
-    args = beam_runner.beam_args("direct", Settings(extra=("--direct_embed_docker_python",)))
+    args = beam.profile_args("direct", Settings(extra=("--direct_embed_docker_python",)))
     assert args[-1] == "--direct_embed_docker_python"
 
 
 def test_auto_mode_is_in_memory_for_small_input_and_multi_processing_for_large(tmp_path, monkeypatch):
-    data = taxi.write_sample(tmp_path / "data", rows=50)
-    assert PipelineConfig().resolved_beam_mode == "in_memory"  # the bundled data
-    assert PipelineConfig(data_dir=data).resolved_beam_mode == "in_memory"
-    monkeypatch.setattr(config_module, "AUTO_MULTI_PROCESSING_BYTES", 100)
-    large = PipelineConfig(data_dir=data, beam_workers=2)
-    assert large.resolved_beam_mode == "multi_processing"
-    assert "--direct_num_workers=2" in large.beam_args
+    data = str(taxi.write_sample(tmp_path / "data", rows=50))
+    assert DirectBeam().resolved_mode(None) == "in_memory"  # the bundled data
+    assert DirectBeam().resolved_mode(data) == "in_memory"
+    monkeypatch.setattr(beam, "AUTO_MULTI_PROCESSING_BYTES", 100)
+    large = DirectBeam(workers=2)
+    assert large.resolved_mode(data) == "multi_processing"
+    assert "--direct_num_workers=2" in large.args(data)
     # An explicit mode wins over the size.
-    assert PipelineConfig(data_dir=data, beam_mode="in_memory").beam_args[1:] == [
-        "--direct_running_mode=in_memory", "--direct_num_workers=1"]
-    assert beam_runner.beam_args("auto", Settings(), large) == large.beam_args
+    assert DirectBeam("in_memory").args(data)[1:] == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert beam.profile_args("auto", Settings(), large, data) == large.args(data)
 
 
 def test_the_profile_reaches_the_pipeline(tmp_path):
+    import beam_runner
+    from pipeline.config import PipelineConfig
+    from pipeline.locations import OutputDir
     from pipeline.pipeline import create_pipeline
 
-    args = beam_runner.beam_args("direct-mp", Settings(workers=2))
-    config = PipelineConfig(output_dir=tmp_path)
-    assert create_pipeline(config, tmp_path, beam_pipeline_args=args).beam_pipeline_args == args
-    assert create_pipeline(config, tmp_path).beam_pipeline_args == config.beam_args
+    args = beam.profile_args("direct-mp", Settings(workers=2))
+    where = beam_runner.locations(OutputDir(tmp_path), str(tmp_path), args, None)
+    assert create_pipeline(PipelineConfig(), where).beam_pipeline_args == args
+    remote = beam_runner.locations(OutputDir(tmp_path), "gs://b/data", args, "gs://b/root")
+    assert create_pipeline(PipelineConfig(), remote).pipeline_info.pipeline_root == "gs://b/root"
 
 
 def test_print_options_runs_nothing(tmp_path):
@@ -111,6 +113,10 @@ def test_beam_dag_runner_runs_the_pipeline_on_a_small_sample(tmp_path):
         [sys.executable, "beam_runner.py", "--profile", "direct", "--output-dir", str(out), "--data-dir", str(data),
          *SMALL_RUN], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    # The same product as `make run`: progress lines, the summary, the report.
+    assert "] CsvExampleGen" in result.stdout and "] TFLiteExport" in result.stdout, result.stdout
+    assert "Model blessed:" in result.stdout and "Report:" in result.stdout, result.stdout
+    assert list((out / "reports").glob("run-*/report.html")), "no report written"
     run = latest_summary(out)
     assert run.state == "COMPLETE"
     states = run.states()

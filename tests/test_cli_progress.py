@@ -16,8 +16,13 @@ from pathlib import Path
 import pytest
 
 from data import taxi
-from report.progress import FINISHED, RUNNING, Progress, first_error_line
+from runs.console import Progress
+from runs.errors import first_error_line
 from tests.conftest import REPO
+from upstream.workarounds import COMPONENT_RECORDS
+
+RUNNING, FINISHED, _ = COMPONENT_RECORDS["tfx.orchestration.local.local_dag_runner"]
+BEAM_RUNNING, BEAM_FINISHED, _ = COMPONENT_RECORDS["tfx.orchestration.beam.beam_dag_runner"]
 
 LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] (\S+)\s+(done|cached|failed|running|skipped)\s+(\d+\.\d)s$")
 WORD = {"COMPLETE": "done", "CACHED": "cached"}
@@ -131,6 +136,17 @@ def test_progress_follows_the_runner_records_and_asks_mlmd_for_the_state():
     progress.handle(logging.LogRecord("absl", logging.INFO, __file__, 1, "Component %s is running", ("C",), None))
     lines = console.getvalue().splitlines()
     assert [LINE.match(line).group(1, 3, 4) for line in lines] == [("1", "A", "cached"), ("2", "B", "done")]
+
+
+def test_progress_follows_beam_dag_runner_records_too_in_a_column_as_wide_as_the_longest_node():
+    console = io.StringIO()
+    progress = Progress(console, 0, {"A": "COMPLETE", "Longer": "COMPLETE"}.get, live=False)
+    progress.expect(["A", "Longer"])
+    for msg, node in ((BEAM_RUNNING, "A"), (BEAM_FINISHED, "A"), (BEAM_RUNNING, "Longer"), (BEAM_FINISHED, "Longer")):
+        progress.handle(_record(msg, node))
+    lines = console.getvalue().splitlines()
+    assert [LINE.match(line).group(1, 2, 3, 4) for line in lines] == [("1", "2", "A", "done"), ("2", "2", "Longer", "done")]
+    assert lines[0].index("done") == lines[1].index("done")  # one column for the state
 
 
 def test_on_a_terminal_the_running_line_is_rewritten_in_place():

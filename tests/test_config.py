@@ -7,23 +7,27 @@ from click.testing import CliRunner
 
 import cli
 from models.hyperparameters import Hyperparameters
+from pipeline.beam import DirectBeam
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.locations import OutputDir, check_data
+from runs import options as run_options
 
 
 def test_defaults_put_all_state_under_the_output_dir(tmp_path):
-    config = PipelineConfig(output_dir=tmp_path / "out")
-    for path in (config.pipeline_root, config.metadata_path, config.serving_model_dir, config.log_dir):
-        assert path.is_relative_to(config.output_dir)
-    assert config.serving_model_dir == config.output_dir / "serving" / "taxi"
+    output = OutputDir(tmp_path / "out")
+    for path in (output.pipeline_root, output.metadata_path, output.serving_dir, output.log_dir,
+                 output.reports_dir, output.tensorboard_dir):
+        assert path.is_relative_to(output.path)
+    assert output.serving_dir == tmp_path / "out" / "serving"
 
 
 def test_relative_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert PipelineConfig(output_dir=Path("rel")).output_dir == tmp_path / "rel"
+    assert OutputDir(Path("rel")).path == tmp_path / "rel"
 
 
 def test_beam_args_always_name_the_runner_and_running_mode():
-    args = PipelineConfig(beam_mode="multi_processing", beam_workers=2).beam_args
+    args = DirectBeam("multi_processing", 2).args()
     assert "--runner=FnApiRunner" in args
     assert "--direct_running_mode=multi_processing" in args
     assert "--direct_num_workers=2" in args
@@ -36,15 +40,12 @@ def test_beam_args_always_name_the_runner_and_running_mode():
         ({"eval_steps": -1}, "--eval-steps"),
         ({"min_auc": 1.5}, "--min-auc"),
         ({"max_auc_drop": -0.1}, "--max-auc-drop"),
-        ({"beam_mode": "prism"}, "--beam-mode"),
-        ({"beam_workers": -2}, "--beam-workers"),
         ({"model_name": "../escape"}, "--model-name"),
         ({"hyperparameters": Hyperparameters(learning_rate=0)}, "--learning-rate"),
         ({"hyperparameters": Hyperparameters(hidden_units=())}, "--hidden-units"),
         ({"hyperparameters": Hyperparameters(distribution_strategy="tpu")}, "--distribution-strategy"),
         ({"hyperparameters": Hyperparameters(seed=-1)}, "--seed"),
-        ({"beam_mode": "in_memory", "beam_workers": 2}, "--beam-workers"),  # in_memory runs one worker
-        ({"output_dir": Path("")}, "--output-dir"),  # what an empty OUTPUT_DIR= gives
+        ({"warn_only_anomalies": ("NO_SUCH_KIND",)}, "--warn-only-anomalies"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_option(changes, option):
@@ -54,15 +55,31 @@ def test_invalid_values_are_refused_naming_the_option(changes, option):
     assert str(error.value).startswith(option)
 
 
+@pytest.mark.parametrize(
+    ("build", "option"),
+    [
+        (lambda: DirectBeam("prism"), "--beam-mode"),
+        (lambda: DirectBeam("multi_processing", -2), "--beam-workers"),
+        (lambda: DirectBeam("in_memory", 2), "--beam-workers"),  # in_memory runs one worker
+        (lambda: OutputDir(Path("")), "--output-dir"),  # what an empty OUTPUT_DIR= gives
+    ],
+)
+def test_invalid_locations_are_refused_naming_the_option(build, option):
+    with pytest.raises(ConfigError) as error:
+        build()
+    assert error.value.option == option
+
+
 def test_data_dir_must_exist_and_hold_csv_files(tmp_path):
     with pytest.raises(ConfigError, match="--data-dir: .*is not a directory"):
-        PipelineConfig(data_dir=tmp_path / "nowhere")
+        check_data(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match=r"--data-dir: .*holds no \*\.csv file"):
-        PipelineConfig(data_dir=tmp_path)
+        check_data(tmp_path)
+    assert check_data("gs://bucket/data/") == "gs://bucket/data"  # a URI: for the runners whose workers read it
 
 
 def test_command_line_overrides_reach_the_config_and_hyperparameters():
-    config = cli.build_config(
+    config = run_options.build_config(
         {"train_steps": 7, "hidden_units": "16,8", "mixed_precision": True, "enable_cache": False, "min_auc": None}
     )
     assert config.train_steps == 7
@@ -74,7 +91,7 @@ def test_command_line_overrides_reach_the_config_and_hyperparameters():
 
 def test_every_config_field_is_a_command_line_option():
     params = {p.name for p in cli.run.params}
-    fields = {f.name for f in cli._config_fields()}
+    fields = {f.name for f in run_options.config_fields()}
     assert fields <= params
     assert "train_batch_size" in params and "output_dir" in params
 

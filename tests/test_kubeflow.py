@@ -34,7 +34,9 @@ from data import taxi
 from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, default_spec_path, train_args_value
 from kubeflow import runner
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.beam import DirectBeam
 from pipeline.pipeline import create_pipeline
+from tests.conftest import local_locations
 from tests.conftest import REPO
 
 IMAGE = "registry.example.org/tfx-taxi:test"
@@ -57,7 +59,7 @@ def executors(spec: pb.PipelineSpec) -> dict[str, pb.PipelineDeploymentConfig.Ex
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """The spec compiled once through the command line `make kfp` runs: (spec, its path, the config)."""
+    """The spec compiled once through the command line `make kfp` runs: (spec, its path, the output dir)."""
     out = tmp_path_factory.mktemp("kfp")
     argv = [sys.executable, "-m", "cli", "kfp", "compile", "--image", IMAGE, "--pipeline-root", ROOT,
             "--output-dir", str(out), "--train-steps", str(TRAIN_STEPS)]
@@ -65,14 +67,14 @@ def compiled(tmp_path_factory):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     path = default_spec_path(out, "chicago_taxi")
     assert str(path) in result.stdout
-    return parse_spec(path), path, PipelineConfig(output_dir=out, train_steps=TRAIN_STEPS)
+    return parse_spec(path), path, out
 
 
 @pytest.fixture(scope="module")
 def local_pipeline(tmp_path_factory):
     """The pipeline exactly as the local runner builds it."""
     root = tmp_path_factory.mktemp("local")
-    return create_pipeline(PipelineConfig(output_dir=root), root)
+    return create_pipeline(PipelineConfig(), local_locations(root))
 
 
 def local_graph(pipeline, drop_resolvers: bool) -> tuple[set[str], set[tuple[str, str]]]:
@@ -121,12 +123,12 @@ def test_tasks_and_edges_equal_the_local_pipeline_but_the_baseline_resolver(comp
 
 
 def test_vertex_target_keeps_the_baseline_resolver_and_every_edge(tmp_path, local_pipeline):
-    config = PipelineConfig(output_dir=tmp_path, beam_mode="multi_processing", beam_workers=2)
     settings = runner.KubeflowSettings(IMAGE, ROOT, target="vertex")
-    spec = json_format.ParseDict(runner.compile_spec(config, settings), pb.PipelineSpec())
+    spec = json_format.ParseDict(runner.compile_spec(PipelineConfig(), settings, DirectBeam("multi_processing", 2)),
+                                 pb.PipelineSpec())
     nodes, edges = local_graph(local_pipeline, drop_resolvers=False)
     # Locally the resolvers also read what they leave out: the Trainer's model (the candidate is
-    # never its own baseline, pipeline/baseline.py) and this run's statistics (the data gate never
+    # never its own baseline, pipeline/resolvers.py) and this run's statistics (the data gate never
     # compares data with itself). KFP compiles TFX's stock strategies, which read neither.
     local_only = {("Trainer", "latest_blessed_model_resolver"), ("StatisticsGen", "accepted_statistics_resolver")}
     assert local_only <= edges
@@ -136,8 +138,7 @@ def test_vertex_target_keeps_the_baseline_resolver_and_every_edge(tmp_path, loca
     assert {n.split("-")[0] for n in resolvers} == {"latest_blessed_model_resolver", "accepted_statistics_resolver"}
     # Beam options come from the configuration: here the CLI's --beam-mode/--beam-workers.
     args = executors(spec)["CsvExampleGen"].container.args
-    assert args[-len(config.beam_args):] == config.beam_args
-    assert "--direct_running_mode=multi_processing" in args
+    assert args[-3:] == ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
 def test_tflite_export_is_a_compiled_step_after_the_pusher(compiled):
@@ -170,13 +171,14 @@ def test_every_artifact_type_in_the_spec_resolves_to_a_class_in_the_image(compil
 
 
 def test_every_step_runs_the_image_with_the_tfx_entrypoint_and_the_configured_beam_args(compiled):
-    spec, _, config = compiled
+    spec, _, _ = compiled
+    beam_args = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the default
     for name, executor in executors(spec).items():
         container = executor.container
         assert container.image == IMAGE, name
         assert list(container.command) == list(KUBEFLOW_TFX_CMD), name
         assert "--executor_class_path" in container.args and "{{$}}" in container.args, name
-        assert list(container.args[-len(config.beam_args):]) == config.beam_args, name
+        assert list(container.args[-len(beam_args):]) == beam_args, name
 
 
 def test_runtime_parameters_have_defaults_and_feed_example_gen_and_trainer(compiled):
@@ -205,9 +207,9 @@ def _strings(value: Any):
 
 
 def test_no_path_of_this_machine_in_the_spec(compiled):
-    spec, path, config = compiled
+    spec, path, output_dir = compiled
     local = [s for s in _strings(yaml.safe_load(path.read_text()))
-             if str(REPO) in s or str(config.output_dir) in s or "/tmp/" in s]
+             if str(REPO) in s or str(output_dir) in s or "/tmp/" in s]
     assert local == []
     parameters = spec.root.dag.tasks
     schema_file = parameters["ImportSchemaGen"].inputs.parameters["schema_file"].runtime_value.constant.string_value
@@ -222,7 +224,7 @@ def test_no_path_of_this_machine_in_the_spec(compiled):
         ("--pipeline-root", dict(pipeline_root="/data/pipeline_root"), "needs a URI"),
         ("--pipeline-root", dict(pipeline_root="s3://bucket/root"), "s3:// is not usable"),
         ("--pipeline-root", dict(pipeline_root="minio://mlpipeline/v2"), "minio:// is not usable"),
-        ("--data-root", dict(pipeline_root=ROOT, data_root="data/csv"), "needs a URI"),
+        ("--data-dir", dict(pipeline_root=ROOT, data="data/csv"), "needs a URI"),
         ("--image", dict(image="", pipeline_root=ROOT), "needs a container image"),
         ("--target", dict(pipeline_root=ROOT, target="argo"), "must be one of"),
     ],
@@ -241,7 +243,7 @@ def test_writable_schemes_are_those_of_the_locked_tensorflow():
 def test_compile_command_refuses_a_local_data_dir(tmp_path):
     result = CliRunner().invoke(cli.main, ["kfp", "compile", "--image", IMAGE, "--pipeline-root", ROOT,
                                            "--output-dir", str(tmp_path), "--data-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "--data-root" in result.output
+    assert result.exit_code == 2 and "--data-dir" in result.output and "needs a URI" in result.output
     assert not (tmp_path / "kubeflow").exists()
 
 
@@ -449,7 +451,7 @@ def test_submit_uploads_the_compiled_package_and_runs_it_with_runtime_parameters
     _, path, _ = compiled
     url, server = kfp_server
     # Host and token from the environment, as in CI or a shell profile.
-    result = submit_cli("--package", str(path), "--train-steps", "3", "--data-root", "gs://other/data",
+    result = submit_cli("--package", str(path), "--train-steps", "3", "--data-dir", "gs://other/data",
                         env={"KFP_HOST": url, "KFP_TOKEN": "secret-token"})
     assert result.exit_code == 0, result.output
     assert "run r-" in result.output

@@ -1,10 +1,10 @@
 """What a local run no longer spends time on, and that skipping it changes nothing else.
 
-- TFX's sdist of itself for Beam workers: skipped for direct runners only (pipeline/local_beam.py);
-- TFX's Google Cloud extensions: imported on first use, not with `tfx.v1` (models/__init__.py);
-- the interpreter's teardown of TensorFlow at exit: skipped by the CLI (cli.exit_without_teardown);
+- TFX's sdist of itself for Beam workers: skipped for direct runners only (upstream/workarounds.py);
+- TFX's Google Cloud extensions: imported on first use, not with `tfx.v1` (upstream/workarounds.py);
+- the interpreter's teardown of TensorFlow at exit: skipped by the CLI (upstream/workarounds.py);
 - an analyzer cache no run reads, written by Transform: not written;
-- a baseline that is the candidate itself (pipeline/baseline.py): an unchanged re-run is cached
+- a baseline that is the candidate itself (pipeline/resolvers.py): an unchanged re-run is cached
   through the Evaluator, the Pusher and the TFLite export (end to end: test_pipeline_e2e.py).
 """
 
@@ -15,27 +15,28 @@ import pytest
 from tfx.types import standard_artifacts
 from tfx.utils import dependency_utils
 
-import beam_runner
-from pipeline import baseline, local_beam
+from pipeline import beam, resolvers as baseline
+from pipeline.beam import DirectBeam
 from pipeline.config import PipelineConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, local_locations
+from upstream import workarounds as local_beam
 
 REMOTE = {
-    "flink": beam_runner.RunnerSettings(flink_master="flink:8081", image="img"),
-    "spark": beam_runner.RunnerSettings(job_endpoint="spark:8099", image="img"),
-    "dataflow": beam_runner.RunnerSettings(project="my-project", region="europe-west1",
-                                          temp_location="gs://bucket/tmp", image="reg/tfx-taxi:1"),
+    "flink": beam.RunnerSettings(flink_master="flink:8081", image="img"),
+    "spark": beam.RunnerSettings(job_endpoint="spark:8099", image="img"),
+    "dataflow": beam.RunnerSettings(project="my-project", region="europe-west1",
+                                    temp_location="gs://bucket/tmp", image="reg/tfx-taxi:1"),
 }
 
 
 @pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
 def test_the_local_beam_modes_are_direct(mode):
-    assert local_beam.is_direct(PipelineConfig(beam_mode=mode).beam_args)
+    assert local_beam.is_direct(DirectBeam(mode).args())
 
 
 @pytest.mark.parametrize("profile", sorted(REMOTE))
 def test_the_cluster_profiles_are_not(profile):
-    assert not local_beam.is_direct(beam_runner.beam_args(profile, REMOTE[profile]))
+    assert not local_beam.is_direct(beam.profile_args(profile, REMOTE[profile]))
 
 
 def test_runner_is_read_as_beam_reads_it():
@@ -47,7 +48,7 @@ def test_runner_is_read_as_beam_reads_it():
 
 def test_direct_runs_build_no_tfx_package_and_the_original_is_restored():
     original = dependency_utils.make_beam_dependency_flags
-    args = PipelineConfig().beam_args
+    args = DirectBeam().args()
     with local_beam.without_tfx_sdist(args) as skipped:
         assert skipped
         # What every Beam executor calls at construction: no --extra_package, nothing built.
@@ -57,7 +58,7 @@ def test_direct_runs_build_no_tfx_package_and_the_original_is_restored():
 
 def test_cluster_runs_keep_tfxs_dependency_flags():
     original = dependency_utils.make_beam_dependency_flags
-    with local_beam.without_tfx_sdist(beam_runner.beam_args("flink", REMOTE["flink"])) as skipped:
+    with local_beam.without_tfx_sdist(beam.profile_args("flink", REMOTE["flink"])) as skipped:
         assert not skipped
         assert dependency_utils.make_beam_dependency_flags is original
 
@@ -123,10 +124,11 @@ def test_unblessed_models_are_never_baselines():
 @pytest.mark.parametrize("status, code, stderr", [(3, 3, ""), (None, 0, ""), ("went wrong", 1, "went wrong")])
 def test_the_cli_exits_with_its_status_output_flushed_and_exit_handlers_run(status, code, stderr):
     script = (
-        "import atexit, cli\n"
+        "import atexit\n"
+        "from upstream.workarounds import exit_without_teardown\n"
         "atexit.register(lambda: print('handler ran'))\n"
         "print('buffered', end='')\n"
-        f"cli.exit_without_teardown({status!r})\n"
+        f"exit_without_teardown({status!r})\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == code
@@ -142,7 +144,7 @@ def pipeline_node(pipeline, node_id: str):
 def test_transform_writes_no_analyzer_cache_and_the_baseline_resolver_sees_the_candidate(tmp_path):
     from pipeline.pipeline import create_pipeline
 
-    pipeline = create_pipeline(PipelineConfig(output_dir=tmp_path), tmp_path)
+    pipeline = create_pipeline(PipelineConfig(), local_locations(tmp_path))
     transform = pipeline_node(pipeline, "Transform")
     assert set(transform.outputs) == {"transform_graph", "transformed_examples"}
     resolver = pipeline_node(pipeline, "latest_blessed_model_resolver")

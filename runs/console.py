@@ -1,6 +1,6 @@
 """A quiet console for in-process TFX runs: everything to the log file, one line per component.
 
-LocalDagRunner runs every component in this process (Beam's in_memory runner too; its
+LocalDagRunner and BeamDagRunner (direct profiles) run every component in this process (Beam's in_memory runner too; its
 multi_processing workers are child processes), so "quiet" has to work below Python's logging:
 TensorFlow's C++ logging, Keras's fit() output, Beam and absl all write to file descriptors 1
 and 2. `captured_run` points both descriptors at the run's log file and keeps a private
@@ -8,9 +8,9 @@ duplicate of the original stdout for the console, so what any code or child proc
 lands in the file, and only this module writes to the terminal.
 
 Progress comes from two sources, each used for what it is reliable at:
-- *when* a component starts and ends: LocalDagRunner's own log records
-  ('Component %s is running.' / 'Component %s is finished.'), matched on the message template,
-  not the formatted text. They are emitted synchronously, in the runner's thread, right before
+- *when* a component starts and ends: the orchestrator's own log records (LocalDagRunner's
+  'Component %s is running.', BeamDagRunner's 'node %s is running.': upstream.workarounds'
+  COMPONENT_RECORDS), matched on the message template, not the formatted text. They are emitted synchronously, in the runner's thread, right before
   and after each component, so timings are exact and nothing polls.
 - *what* happened (ran, or reused from the cache): the node's latest execution in MLMD, read at
   the 'finished' record. The runner is between components then, so this read never races its
@@ -30,13 +30,12 @@ from typing import Callable, Iterator, TextIO
 
 from absl import logging as absl_logging
 
-RUNNING = "Component %s is running."
-FINISHED = "Component %s is finished."
-SKIPPED = "Skipping component %s."
+from upstream.workarounds import FINISHED, SKIPPED, STARTED
+
+LOG_NAME_FORMAT = "%Y%m%dT%H%M%S"  # run-<local time>.log
 
 # MLMD execution state -> the word shown on the console.
 STATE_WORDS = {"COMPLETE": "done", "CACHED": "cached", "FAILED": "failed", "CANCELED": "canceled"}
-NAME_WIDTH = 29  # len("latest_blessed_model_resolver")
 
 
 @dataclass
@@ -60,6 +59,7 @@ class Progress(logging.Handler):
         super().__init__(level=logging.INFO)
         self.console = console
         self.total = total
+        self.width = 0  # of the node id column: expect() sets it from the pipeline's node ids
         self.state_of = state_of
         self.live = live
         self.done: list[ComponentLine] = []
@@ -68,16 +68,23 @@ class Progress(logging.Handler):
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
+    def expect(self, node_ids: list[str]) -> None:
+        """The pipeline's nodes, once it is built: how many lines there will be, and how wide."""
+        self.total = len(node_ids)
+        self.width = max(map(len, node_ids), default=0)
+
     # --- logging.Handler --------------------------------------------------------------------------
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.args or record.msg not in (RUNNING, FINISHED, SKIPPED):
+        if not record.args or not isinstance(record.msg, str):
+            return
+        if record.msg not in STARTED and record.msg not in FINISHED and record.msg not in SKIPPED:
             return
         node_id = str(record.args[0])
         try:
-            if record.msg == RUNNING:
+            if record.msg in STARTED:
                 self.start(node_id)
-            elif record.msg == FINISHED:
+            elif record.msg in FINISHED:
                 self.finish(node_id)
             else:
                 self._print(ComponentLine(len(self.done) + 1, node_id, time.monotonic(), "skipped"))
@@ -126,7 +133,7 @@ class Progress(logging.Handler):
     def format_line(self, line: ComponentLine) -> str:
         width = len(str(self.total))
         seconds = line.seconds if line.state != "running" else time.monotonic() - line.started
-        return f"[{line.index:>{width}}/{self.total}] {line.node_id:<{NAME_WIDTH}} {line.state:<7} {seconds:6.1f}s"
+        return f"[{line.index:>{width}}/{self.total}] {line.node_id:<{self.width}} {line.state:<7} {seconds:6.1f}s"
 
     def _print(self, line: ComponentLine) -> None:
         with self._lock:
@@ -150,6 +157,7 @@ def mlmd_node_state(sqlite: Path, pipeline_name: str) -> Callable[[str], str | N
     """state_of(node_id): the MLMD state of the node's latest execution ("COMPLETE", "CACHED", ...)."""
 
     def state_of(node_id: str) -> str | None:
+        # Imported here: the CLI imports this module before TensorFlow, to capture that import's logs.
         from ml_metadata.proto import metadata_store_pb2
 
         from lineage.store import StoreAddress, open_store
@@ -169,7 +177,7 @@ def log_file_path(log_dir: Path) -> Path:
     """A new log file's path: <log_dir>/run-<local time>.log (the output directory is user-only)."""
     log_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_dir.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.datetime.now().strftime(LOG_NAME_FORMAT)
     path = log_dir / f"run-{stamp}.log"
     n = 1
     while path.exists():  # two runs in the same second keep their own files
@@ -253,24 +261,18 @@ def _no_capture() -> Iterator[TextIO]:
     yield sys.stdout
 
 
-def first_error_line(error: BaseException) -> str:
-    """The line that says what went wrong: the innermost explicit cause's first message line.
+@contextmanager
+def heavy_imports(log_dir: Path, verbose: bool) -> Iterator[Path | None]:
+    """Where a run starts, around its import of TensorFlow, TFX and Beam.
 
-    Framework wrappers (Beam re-raises with the whole inner traceback in its message) are
-    looked through; traceback lines are skipped. An error written for people to act on (a class
-    with `readable = True`, e.g. the data gate's summary) is given whole.
+    From here on the files the run writes are the user's only (the store, models, logs). Quiet,
+    the imports' own log lines go to the top of a new run log file (yielded, for the run to go on
+    writing); verbose, they stay on the console.
     """
-    cause: BaseException | None = error
-    while cause is not None:
-        if getattr(cause, "readable", False):
-            return str(cause)
-        cause = cause.__cause__ or cause.__context__
-    chain = [error]
-    while chain[-1].__cause__ is not None and len(chain) < 20:
-        chain.append(chain[-1].__cause__)
-    for exc in reversed(chain):
-        for text in str(exc).splitlines():
-            text = text.strip()
-            if text and not text.startswith(("Traceback (most recent call last)", 'File "')):
-                return f"{type(exc).__name__}: {text}"
-    return type(error).__name__
+    os.umask(0o077)
+    if verbose:
+        yield None
+        return
+    log_file = log_file_path(log_dir)
+    with descriptors_to(log_file):
+        yield log_file

@@ -1,0 +1,197 @@
+"""Beam arguments: the direct runner's modes on this machine, and the runner profiles.
+
+The Beam-powered components (ExampleGen, StatisticsGen, Transform, Evaluator) take these as their
+`beam_pipeline_args`. Local runs use DirectBeam (`--beam-mode`, `--beam-workers`); beam_runner.py
+picks a profile:
+
+    direct      DirectRunner's FnApiRunner, in_memory, one worker (small data)
+    direct-mp   the same, multi_processing with --workers N (0: one per core)
+    auto        direct or direct-mp chosen by input size (--beam-mode auto)
+    flink       FlinkRunner on a Flink cluster (--flink-master), workers in --image
+    spark       PortableRunner on a Spark job server (--job-endpoint), workers in --image
+    dataflow    Google Cloud Dataflow (--project, --region, --temp-location gs://...), workers in --image
+
+Every list is checked by Beam's own PipelineOptions parsing (and, for Dataflow, Beam's
+PipelineOptionsValidator) before anything runs.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+
+from pipeline.config import ConfigError
+from pipeline.locations import is_uri
+
+BEAM_MODES = ("auto", "in_memory", "multi_processing")
+# --beam-mode auto: multi_processing from this much CSV input on, in_memory below. Where the
+# crossover lies, and how it was measured: benchmarks/README.md ("Beam mode crossover").
+AUTO_MULTI_PROCESSING_BYTES = 64 * 1024 * 1024
+BUNDLED_DATA_BYTES = 2 * 1024 * 1024  # data None: the bundled 15k rows
+
+
+def input_bytes(data: str | None) -> int:
+    """Size of the CSV input: what --beam-mode auto decides by.
+
+    A remote URI's size is not measured here (0: auto stays in_memory); give --beam-mode for it.
+    """
+    if data is None:
+        return BUNDLED_DATA_BYTES
+    if is_uri(data):
+        return 0
+    return sum(p.stat().st_size for p in Path(data).glob("*.csv"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectBeam:
+    """Beam's DirectRunner on this machine: its running mode and worker count."""
+
+    mode: str = "auto"
+    workers: int = 0  # multi_processing: worker processes; 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        if self.mode not in BEAM_MODES:
+            raise ConfigError("beam_mode", f"must be one of {', '.join(BEAM_MODES)}")
+        if self.workers < 0:
+            raise ConfigError("beam_workers", f"must be 0 (one per core) or more, got {self.workers}")
+        if self.mode == "in_memory" and self.workers > 1:
+            raise ConfigError("beam_workers", "in_memory runs one worker; use --beam-mode multi_processing for more")
+
+    def resolved_mode(self, data: str | None) -> str:
+        """in_memory or multi_processing: the mode, with auto decided by the input's size."""
+        if self.mode != "auto":
+            return self.mode
+        return "multi_processing" if input_bytes(data) >= AUTO_MULTI_PROCESSING_BYTES else "in_memory"
+
+    def args(self, data: str | None = None) -> list[str]:
+        # FnApiRunner, named: Beam 2.77's DirectRunner first tries Prism, a binary it downloads
+        # at run time (nothing here can), and only then falls back to this same runner.
+        mode = self.resolved_mode(data)
+        workers = 1 if mode == "in_memory" else self.workers or os.cpu_count() or 1
+        return ["--runner=FnApiRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+
+
+class ProfileError(ValueError):
+    """A profile's options are incomplete or not Beam options."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A Beam runner as data: its fixed flags, the settings it needs, and whether it runs here."""
+
+    name: str
+    description: str
+    flags: tuple[str, ...]  # fixed Beam flags
+    settings: tuple[str, ...] = ()  # RunnerSettings fields that become flags, e.g. "job_endpoint"
+    required: tuple[str, ...] = ()  # of those, the ones without which the profile cannot run
+    runs_here: bool = False
+    # The direct profiles: Beam flags from DirectBeam, as `run --beam-mode` gives them.
+    beam_mode: str | None = None
+
+
+# RunnerSettings field -> Beam flag.
+SETTING_FLAGS = {
+    "flink_master": "--flink_master",
+    "job_endpoint": "--job_endpoint",
+    "environment_type": "--environment_type",
+    "image": "--environment_config",
+    "parallelism": "--parallelism",
+    "project": "--project",
+    "region": "--region",
+    "temp_location": "--temp_location",
+}
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("auto", "direct or direct-mp by input size (--beam-mode auto)", (), runs_here=True,
+                beam_mode="auto"),
+        Profile("direct", "in-process FnApiRunner, one worker", (), runs_here=True, beam_mode="in_memory"),
+        Profile("direct-mp", "FnApiRunner with N worker processes on this machine", (),
+                runs_here=True, beam_mode="multi_processing"),
+        Profile("flink", "a Flink cluster; SDK workers run the project's image",
+                ("--runner=FlinkRunner",), ("flink_master", "environment_type", "image", "parallelism"),
+                ("flink_master", "image")),
+        Profile("spark", "a Spark cluster through its portable job server; SDK workers run the project's image",
+                ("--runner=PortableRunner",), ("job_endpoint", "environment_type", "image"),
+                ("job_endpoint", "image")),
+        Profile("dataflow", "Google Cloud Dataflow; workers run the project's image",
+                ("--runner=DataflowRunner",), ("project", "region", "temp_location", "image"),
+                ("project", "region", "temp_location", "image")),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerSettings:
+    """The values a profile's settings are filled from (command-line flags)."""
+
+    workers: int = 0
+    flink_master: str | None = None
+    job_endpoint: str | None = None
+    environment_type: str = "DOCKER"
+    image: str | None = None
+    parallelism: int | None = None
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    extra: tuple[str, ...] = ()  # any further Beam flags, passed through
+
+
+def profile_args(profile: str, settings: RunnerSettings, direct: "DirectBeam | None" = None,
+                 data: str | None = None) -> list[str]:
+    """The Beam flags of a profile, checked by Beam's own option parsing; raises ProfileError.
+
+    `direct` and `data`: the auto profile's --beam-mode/--beam-workers and the input they are
+    decided by.
+    """
+    if profile not in PROFILES:
+        raise ProfileError(f"--profile: unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    chosen = PROFILES[profile]
+    if chosen.beam_mode == "auto":
+        args = (direct or DirectBeam()).args(data)
+    elif chosen.beam_mode:
+        workers = settings.workers if chosen.beam_mode == "multi_processing" else 0
+        args = DirectBeam(chosen.beam_mode, workers).args(data)
+    else:
+        missing = [name for name in chosen.required if getattr(settings, name) in (None, "")]
+        if missing:
+            raise ProfileError(
+                f"profile {profile} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        args = list(chosen.flags)
+        for name in chosen.settings:
+            value = getattr(settings, name)
+            if value is not None:
+                args.append(f"{SETTING_FLAGS[name]}={value}")
+        if chosen.name == "dataflow":
+            # Dataflow takes the worker image as --sdk_container_image, not --environment_config.
+            args = [a.replace("--environment_config=", "--sdk_container_image=") for a in args]
+    args += list(settings.extra)
+    validate(args)
+    return args
+
+
+def validate(args: list[str]) -> None:
+    """Raises ProfileError unless Beam's PipelineOptions knows every flag and (Dataflow) accepts them."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    options = PipelineOptions(args)
+    known = options.get_all_options()
+    everything = options.get_all_options(retain_unknown_options=True)
+    unknown = sorted(set(everything) - set(known))
+    if unknown:
+        raise ProfileError(f"not Beam pipeline options: {', '.join('--' + u for u in unknown)}")
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+        # Beam's own checks, the ones that need no network (its full validate() looks buckets up).
+        from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
+        from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+
+        validator = PipelineOptionsValidator(options, None)
+        cloud = options.view_as(GoogleCloudOptions)
+        errors = validator.validate_cloud_options(cloud) + validator.validate_gcs_path(cloud, "temp_location")
+        errors += validator.validate_sdk_container_image_options(options.view_as(WorkerOptions))
+        if errors:
+            raise ProfileError("Dataflow options refused by Beam: " + "; ".join(e.strip() for e in errors))
+
+
+def runs_here(profile: str) -> bool:
+    return PROFILES[profile].runs_here

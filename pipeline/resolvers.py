@@ -1,0 +1,73 @@
+"""The pipeline's resolvers: which earlier artifacts a run compares itself with.
+
+- the data gate's drift baseline: the statistics it accepted last from other data than this run's;
+- the Evaluator's baseline: the latest blessed model that is not the candidate.
+
+Each is built per topology (pipeline.Topology): locally this project's strategies; on Vertex TFX's
+stock ones (KFP v2 compiles only those); on open-source Kubeflow none (its backend cannot run
+resolver executors).
+"""
+
+from tfx import v1 as tfx
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.v1.dsl.experimental import ResolverStrategy
+
+from components.data_gate import component as data_gate
+from components.data_gate.component import LatestAccepted
+
+CANDIDATE_KEY = "candidate"
+MODEL_KEY = "model"
+BLESSING_KEY = "model_blessing"
+
+ACCEPTED_STATISTICS_ID = "accepted_statistics_resolver"
+BASELINE_MODEL_ID = "latest_blessed_model_resolver"
+
+
+class LatestBlessedOtherModel(ResolverStrategy):
+    """TFX's LatestBlessedModelStrategy, leaving out the candidate (the Trainer's model of this run).
+
+    When nothing changed upstream the Trainer comes from the cache, and its model is already the
+    latest blessed one: TFX's strategy then makes it its own baseline, so the Evaluator compares the
+    model with itself and the Pusher pushes it again as a new version. Leaving it out, an unchanged
+    re-run resolves the baseline the first run resolved, and the Evaluator, the Pusher and the
+    TFLite export all come from the cache.
+    """
+
+    def resolve_artifacts(self, store, input_dict):  # noqa: ANN001  (TFX's signature)
+        candidates = input_dict.get(CANDIDATE_KEY, [])
+        excluded = {a.id for a in candidates}
+        others = [m for m in input_dict[MODEL_KEY] if m.id not in excluded]
+        latest = LatestBlessedModelStrategy().resolve_artifacts(
+            store, {MODEL_KEY: others, BLESSING_KEY: input_dict[BLESSING_KEY]})
+        return {CANDIDATE_KEY: candidates, **latest}
+
+
+def accepted_statistics(stock: bool, current: tfx.dsl.Channel, gate_id: str) -> tfx.dsl.Resolver:
+    """The statistics the data gate (node `gate_id`) accepted last; `current`: this run's."""
+    accepted_so_far = {
+        data_gate.ACCEPTED_INPUT_KEY: tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=gate_id,
+            output_key=data_gate.ACCEPTED_KEY,
+        )
+    }
+    if stock:
+        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy, **accepted_so_far)
+    else:  # also resolves "none yet" on a first run, and never this run's own statistics
+        resolver = tfx.dsl.Resolver(strategy_class=LatestAccepted, **{data_gate.CURRENT_INPUT_KEY: current},
+                                    **accepted_so_far)
+    return resolver.with_id(ACCEPTED_STATISTICS_ID)
+
+
+def baseline_model(stock: bool, candidate: tfx.dsl.Channel) -> tfx.dsl.Resolver:
+    """The latest blessed model; `candidate`: the Trainer's model of this run, never its own baseline."""
+    blessed_models = {
+        MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    }
+    if stock:
+        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed_models)
+    else:  # never the candidate itself: an unchanged re-run is then served from the cache
+        resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModel, **{CANDIDATE_KEY: candidate},
+                                    **blessed_models)
+    return resolver.with_id(BASELINE_MODEL_ID)

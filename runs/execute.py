@@ -1,0 +1,102 @@
+"""A run, whatever orchestrator runs the graph: the same checks, console, summary and report.
+
+    execute.run(config, output, locations, orchestrate)
+
+`orchestrate(pipeline)` is the runner's one line (LocalDagRunner().run, BeamDagRunner().run); the
+rest is here, so `make run` and `beam_runner.py` give the same product.
+"""
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
+from tfx import v1 as tfx
+
+from data import taxi
+from data.validate import check_csv_dir
+from lineage.query import Lineage, RunInfo
+from lineage.store import StoreAddress, open_store
+from pipeline.config import PipelineConfig
+from pipeline.locations import Locations, OutputDir, is_uri
+from pipeline.pipeline import create_pipeline, create_schema_pipeline, schema_pipeline_name
+from pipeline.schemas import CURATED_SCHEMA, schema_columns, stage_schema
+from runs import state, summary as summaries
+from runs.console import captured_run, mlmd_node_state
+from runs.errors import RunFailed, first_error_line
+
+Orchestrate = Callable[[tfx.dsl.Pipeline], None]
+
+
+def prepare(output: OutputDir, locations: Locations) -> Locations:
+    """The locations with the data resolved and checked and the schema staged.
+
+    The output directory is created user-only; no data given means the bundled taxi data; local
+    CSV files are checked (DataError names the file and line); the schema is staged at a path
+    that follows its content (pipeline.schemas.stage_schema), under a local pipeline root.
+    """
+    output.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = locations.data or str(taxi.materialize())
+    if not is_uri(data):
+        check_csv_dir(Path(data), schema_columns(Path(locations.schema_file)))
+    schema = locations.schema_file
+    if not is_uri(locations.pipeline_root):
+        schema = str(stage_schema(Path(locations.pipeline_root), Path(schema)))
+    return locations.replace(data=data, schema_file=schema)
+
+
+def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchestrate: Orchestrate,
+        verbose: bool = False, report: bool = True, log_file: Path | None = None) -> RunInfo:
+    """Runs the pipeline end to end, prints progress and a summary, and returns the run (from MLMD).
+
+    Quiet unless `verbose`: every log line (Python, TensorFlow's C++ logging, Beam workers) goes
+    to <output>/logs/run-<time>.log, the console gets one line per component. `report`: also
+    write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
+    started (the CLI logs its imports there). Raises RunFailed, DataError, RunLocked.
+    """
+    with state.guarded(output.path, output.metadata_path):
+        locations = prepare(output, locations)
+        state_of = mlmd_node_state(output.metadata_path, config.pipeline_name)
+        report_paths = None
+        with captured_run(output.log_dir, 0, state_of, verbose, log_file) as captured:
+            log_file = captured.log_file
+            logging.info("Run configuration: %s; locations: %s", config, locations)
+            try:
+                pipeline = create_pipeline(config, locations)
+                captured.progress.expect([node.id for node in pipeline.components])
+                captured.console.write(
+                    f"Running {config.pipeline_name}: {len(pipeline.components)} components; full log: {log_file}\n")
+                captured.console.flush()
+                orchestrate(pipeline)
+            except Exception as error:
+                logging.exception("The run failed")
+                failed = captured.progress.fail()
+                raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
+            finished = latest_run(output, config.pipeline_name)
+            if report:
+                try:
+                    report_paths = summaries.write_report(output, finished, log_file)
+                except Exception as error:  # the run itself succeeded: say so, and why the report is missing
+                    logging.exception("Writing the run report failed")
+                    report_paths = first_error_line(error)
+    print(summaries.format_summary(config, output, locations, finished, log_file, report_paths))
+    return finished
+
+
+def latest_run(output: OutputDir, pipeline_name: str) -> RunInfo:
+    """The pipeline's most recent run, read back from the output directory's MLMD store."""
+    return Lineage(open_store(StoreAddress(sqlite=output.metadata_path))).latest_run(pipeline_name)
+
+
+def draft_schema(config: PipelineConfig, data: str | None, beam_args: list[str], orchestrate: Orchestrate,
+                 destination: Path) -> Path:
+    """Runs SchemaGen over the data and writes its inferred schema to `destination`."""
+    with tempfile.TemporaryDirectory(prefix="schema-draft-") as scratch:
+        output = OutputDir(Path(scratch))
+        locations = prepare(output, Locations.under(output, data, CURATED_SCHEMA, beam_args))
+        orchestrate(create_schema_pipeline(config, locations))
+        schema = latest_run(output, schema_pipeline_name(config)).output("SchemaGen", "schema")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes((Path(schema.uri) / "schema.pbtxt").read_bytes())
+    return destination
