@@ -15,8 +15,9 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-# The versions every workaround below was checked on (tests/test_workarounds.py compares).
-CHECKED_ON = {"tfx": "1.21.0", "apache-beam": "2.77.0", "python": "3.13"}
+# The versions every workaround below was checked on (tests/test_workarounds.py compares the
+# locked packages; exit_without_teardown was checked on CPython 3.13).
+CHECKED_ON = {"tfx": "1.21.0", "apache-beam": "2.77.0"}
 
 
 # --- 1. tfx.v1's Google Cloud extensions, loaded on first use ---------------------------------
@@ -79,10 +80,11 @@ def without_tfx_sdist(beam_args: Sequence[str]) -> Iterator[bool]:
     constructed, which builds an sdist of the installed `tfx` and adds it as --extra_package for
     remote workers. Direct runners stage nothing, so that build is pure cost. TFX's own way out
     (the function returns early when --extra_packages, --setup_file, --requirements_file,
-    --worker_harness_container_image or --sdk_container_image is set) would put a flag that
-    means something else into every run's recorded Beam arguments (see benchmarks/README.md,
-    "TFX's sdist"). The function is looked up on its module at each executor's construction, so
-    replacing it there covers every component of the run. Yields whether it skips.
+    --worker_harness_container_image or --sdk_container_image is set) works, and the direct
+    runner ignores those flags (benchmarks/README.md, "TFX's sdist"), but each would record in
+    every run's Beam arguments a dependency or an image that does not exist. The function is
+    looked up on its module at each executor's construction, so replacing it there covers every
+    component of the run. Yields whether it skips.
     """
     from tfx.utils import dependency_utils
 
