@@ -2,10 +2,14 @@
 # Same as the local environment (tools/env.sh): Debian 13's Python 3.13, the same lock file, the
 # project on top, Keras 2. The compiled spec runs `python -m tfx.orchestration.kubeflow.v2.
 # container.kubeflow_v2_run_executor`, so `python` must be the virtualenv's.
+# The release is tools/env.sh's SUITE (FROM cannot read a file; tests hold the two together).
 FROM debian:trixie-slim
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+# The Debian packages the image shares with the local rootfs, named once in tools/debian.env.
+COPY tools/debian.env /opt/tfx-taxi/tools/debian.env
+RUN . /opt/tfx-taxi/tools/debian.env \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends $DEBIAN_PACKAGES \
  && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv \

@@ -2,17 +2,50 @@
 
 Exercised for real on the native route with a scratch cache and a tiny lock file (an empty
 requirement set), so venv creation, reuse, rebuild after an interruption, and exec are all run.
-The rootfs route is what runs this very suite on a glibc < 2.39 machine.
+The rootfs route is what runs this very suite on a glibc < 2.39 machine; its debootstrap call is
+checked here with stand-ins for the commands that would need root. The Debian packages are named
+once (tools/debian.env): the rootfs and the image's install step are both checked against it.
 """
 
+import hashlib
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "env.sh"
+DEBIAN_ENV = REPO / "tools" / "debian.env"
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def _debian_packages(name: str) -> list[str]:
+    """A package list of tools/debian.env, as the shell that sources it sees it."""
+    result = subprocess.run(["sh", "-c", 'set -a && . "$0" && printenv "$1"', str(DEBIAN_ENV), name],
+                            capture_output=True, text=True, check=True)
+    return result.stdout.split()
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def _dockerfile_suite() -> str:
+    (base,) = [args for kind, args in _dockerfile_instructions() if kind == "FROM"]
+    match = re.fullmatch(r"debian:(\w+)-slim", base)
+    assert match, base
+    return match.group(1)
+
+
+def _stub(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text("#!/bin/sh\n" + body)
+    (bin_dir / name).chmod(0o755)
 
 
 def _glibc_at_least(major: int, minor: int) -> bool:
@@ -49,7 +82,7 @@ def test_auto_route_follows_the_glibc_the_wheels_need(env):
 def test_unknown_route_is_refused(env):
     run, _ = env
     result = run("info", TFX_ENV_ROUTE="docker")
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "TFX_ENV_ROUTE must be native, rootfs or auto" in result.stderr
 
 
@@ -103,7 +136,68 @@ def test_rootfs_route_refuses_user_paths_it_could_not_see_before_building_anythi
 def test_exec_without_a_command_is_a_usage_error(env):
     run, _ = env
     result = run("exec")
-    assert result.returncode != 0 and "usage" in result.stderr
+    assert result.returncode == 1 and "usage: tools/env.sh exec COMMAND" in result.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("bogus",)])
+def test_no_or_an_unknown_subcommand_is_a_usage_error(env, args):
+    run, _ = env
+    result = run(*args)
+    assert result.returncode == 1
+    assert "usage: tools/env.sh ensure | exec COMMAND [ARGS...] | info | selftest | lock" in result.stderr
+
+
+def test_cache_paths_are_keyed_by_the_debian_release_and_the_lock(env, tmp_path):
+    # The paths every machine has already built: a change here means minutes of rebuilding on each.
+    run, cache = env
+    key = hashlib.sha256((tmp_path / "lock.txt").read_bytes()).hexdigest()[:12]
+    rootfs = run("info", TFX_ENV_ROUTE="rootfs")
+    assert rootfs.returncode == 0, rootfs.stderr
+    assert rootfs.stdout.split()[-1] == f"venv={cache}/rootfs-{_dockerfile_suite()}/usr/local/tfx-venvs/{key}"
+    native = run("info", TFX_ENV_ROUTE="native", PYTHON=sys.executable)
+    assert native.returncode == 0, native.stderr
+    assert native.stdout.split()[-1] == f"venv={cache}/venv-py{sys.version_info[0]}.{sys.version_info[1]}-{key}"
+
+
+def test_the_rootfs_is_bootstrapped_from_the_images_release_with_the_shared_packages(env, tmp_path):
+    run, cache = env
+    bin_dir, calls = tmp_path / "bin", tmp_path / "debootstrap.args"
+    _stub(bin_dir, "id", "echo 0\n")  # root, as the route needs, without being root
+    # The stand-in unshare runs debootstrap only: nothing may mount in this machine's own namespace.
+    _stub(bin_dir, "unshare", 'while [ "$1" != -- ]; do shift; done; shift\n[ "$1" = debootstrap ] || exit 97\nexec "$@"\n')
+    _stub(bin_dir, "debootstrap", f'printf "%s\\n" "$@" > "{calls}"\nexit 1\n')
+    result = run("ensure", TFX_ENV_ROUTE="rootfs", PATH=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 1
+    suite = _dockerfile_suite()
+    assert f"building a Debian 13 ({suite}) root filesystem in {cache}/rootfs-{suite}" in result.stderr
+    assert f"debootstrap failed; see {cache}/debootstrap.log" in result.stderr
+    args = calls.read_text().splitlines()
+    (include,) = [a.removeprefix("--include=") for a in args if a.startswith("--include=")]
+    assert include.split(",") == _debian_packages("DEBIAN_PACKAGES") + _debian_packages("ROOTFS_PACKAGES")
+    assert "--variant=minbase" in args
+    positional = [a for a in args if not a.startswith("--")]
+    assert positional[:2] == [suite, f"{cache}/rootfs-{suite}.partial"]
+    assert not (cache / f"rootfs-{suite}").exists()  # a failed build leaves nothing to be used
+
+
+def test_the_image_installs_the_shared_packages_read_from_the_same_file(tmp_path):
+    instructions = _dockerfile_instructions()
+    copies = {args.split()[0]: args.split()[-1] for kind, args in instructions if kind == "COPY"}
+    (install_step,) = [args for kind, args in instructions if kind == "RUN" and "apt-get install" in args]
+    # The same file with one package more: the step must install what the file says.
+    shared = tmp_path / "debian.env"
+    shared.write_text(DEBIAN_ENV.read_text() + 'DEBIAN_PACKAGES="$DEBIAN_PACKAGES stand-in-package"\n')
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    for name in ("apt-get", "rm"):  # recorded, not run
+        _stub(bin_dir, name, f'echo {name} "$@" >> "{calls}"\n')
+    result = subprocess.run(["sh", "-c", install_step.replace(copies["tools/debian.env"], str(shared))],
+                            env=dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    installs = [line for line in calls.read_text().splitlines() if line.startswith("apt-get install")]
+    packages = _debian_packages("DEBIAN_PACKAGES") + ["stand-in-package"]
+    assert installs == ["apt-get install -y --no-install-recommends " + " ".join(packages)]
+    assert not set(packages) & set(_debian_packages("ROOTFS_PACKAGES") + _debian_packages("ROOTFS_EXTRA_PACKAGES"))
 
 
 @pytest.mark.skipif(not _glibc_at_least(2, 39), reason="the native route needs glibc >= 2.39")

@@ -5,6 +5,7 @@
 #   tools/env.sh exec CMD...   run CMD inside it, in the current directory, with the repo importable
 #   tools/env.sh info          print the route and where things live
 #   tools/env.sh selftest      check that paths inside are this machine's own (make test runs it)
+#   tools/env.sh lock          re-resolve pyproject.toml into the lock file
 #
 # Two routes, chosen automatically (override with TFX_ENV_ROUTE=native|rootfs):
 #   native  a virtualenv on this machine's own Python. Needs CPython 3.11-3.13 and, on Linux,
@@ -17,18 +18,20 @@
 # Both live under the cache directory (TFX_PIPELINE_CACHE, default ~/.cache/tfx-taxi-pipeline),
 # outside the clone, keyed by the lock file, so other clones and CI runs reuse them. A build
 # writes a .complete marker last: anything without it is half-built and is rebuilt, never used.
+# Those paths are what every machine has already built: changing one rebuilds everywhere.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 LOCK_FILE=${TFX_ENV_LOCK:-$REPO/requirements/lock.txt}   # TFX_ENV_LOCK: for the tests of this script
 CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tfx-taxi-pipeline}
+# The Debian release of the rootfs. The Dockerfile's FROM line names it too, since it cannot read
+# it from here; tests fail when the two differ.
 SUITE=trixie
 UV_VERSION=0.13.9   # resolves the lock (make lock) only; installs use plain pip
 ROOTFS=$CACHE/rootfs-$SUITE
-ROOTFS_PACKAGES=python3,python3-venv,python3-dev,ca-certificates,gcc,g++
-# Added to the rootfs after it is built, and to an existing one on its next use: a headless
-# browser for the run report's rendering test (a failed install only skips that test).
-ROOTFS_EXTRA_PACKAGES="chromium fonts-dejavu-core"
+# DEBIAN_PACKAGES (the rootfs and the image), ROOTFS_PACKAGES and ROOTFS_EXTRA_PACKAGES (the rootfs).
+# shellcheck source=tools/debian.env
+. "$REPO/tools/debian.env"
 # Host top-level directories that belong to the host's OS, not to the user: never bound over the rootfs.
 SYSTEM_DIRS=" bin boot dev etc lib lib32 lib64 libx32 lost+found proc run sbin sys usr var "
 
@@ -56,6 +59,7 @@ elif sys.platform.startswith("linux"):
 EOF
 }
 
+# Sets ROUTE, WHY, VENV (the venv's path where commands run) and VENV_HOST (the same, seen from here).
 choose_route() {
   case ${TFX_ENV_ROUTE:-auto} in
     native|rootfs) ROUTE=$TFX_ENV_ROUTE; WHY="TFX_ENV_ROUTE=$TFX_ENV_ROUTE" ;;
@@ -73,6 +77,16 @@ choose_route() {
     VENV=/usr/local/tfx-venvs/$(lock_key)   # inside the rootfs (its /usr is never bound over)
     VENV_HOST=$ROOTFS$VENV
   fi
+}
+
+# One build at a time, also across clones and CI runs sharing the cache: "$@" runs holding the
+# cache's lock, so a second caller waits here, then finds the work done (each build step checks
+# its marker again once it holds the lock). No flock (macOS): no lock.
+with_build_lock() {
+  exec 9>"$CACHE/.build.lock"
+  if command -v flock >/dev/null; then flock 9; fi
+  "$@"
+  exec 9>&-
 }
 
 # --- the Debian 13 root filesystem ------------------------------------------------------------
@@ -96,9 +110,12 @@ build_rootfs() {
   rm -rf "$ROOTFS.partial" "$ROOTFS"
   say "building a Debian 13 ($SUITE) root filesystem in $ROOTFS (about a minute, once)"
   local mirror; mirror=$(host_debian_mirror || true)
+  local packages include
+  read -ra packages <<< "$DEBIAN_PACKAGES $ROOTFS_PACKAGES"
+  include=$(IFS=,; echo "${packages[*]}")   # debootstrap takes a comma-separated list
   # Its own mount namespace: the /proc debootstrap mounts cannot outlive an interrupted build.
   unshare --mount --propagation private -- debootstrap --variant=minbase \
-    --include="$ROOTFS_PACKAGES" "$SUITE" "$ROOTFS.partial" ${mirror:+"$mirror"} \
+    --include="$include" "$SUITE" "$ROOTFS.partial" ${mirror:+"$mirror"} \
     > "$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed; see $CACHE/debootstrap.log"
   touch "$ROOTFS.partial/.complete"
   mv "$ROOTFS.partial" "$ROOTFS"
@@ -197,76 +214,68 @@ build_venv() {
 }
 
 prune_old_venvs() {
-  # Each venv is ~3 GB: keep this one and the most recent other one (another clone may use it).
+  # A venv holds the whole TensorFlow stack: keep this one and the most recent other one (another
+  # clone may use it), remove older ones.
   local pattern old
   if [ "$ROUTE" = native ]; then pattern="$CACHE/venv-py*"; else pattern="$ROOTFS/usr/local/tfx-venvs/????????????"; fi
   # shellcheck disable=SC2086  # the pattern is meant to glob
   ls -1dt $pattern 2>/dev/null | grep -vxF "$VENV_HOST" | tail -n +2 | while read -r old; do rm -rf "$old"; done || true
 }
 
-ensure() {
+# What a build under the lock makes: the rootfs on that route, then the venv.
+build_env() {
+  [ "$ROUTE" = rootfs ] && build_rootfs
+  build_venv
+}
+
+# --- the subcommands ------------------------------------------------------------------------------
+
+cmd_ensure() {
   mkdir -p "$CACHE"
   choose_route
   if [ ! -f "$VENV_HOST/.complete" ] || { [ "$ROUTE" = rootfs ] && [ ! -f "$ROOTFS/.complete" ]; }; then
-    exec 9>"$CACHE/.build.lock"
-    # One build at a time: a second caller waits, then finds it built (no flock on macOS: no lock).
-    if command -v flock >/dev/null; then flock 9; fi
-    [ "$ROUTE" = rootfs ] && build_rootfs
-    build_venv
-    exec 9>&-
+    with_build_lock build_env
   fi
   if [ "$ROUTE" = rootfs ] && [ ! -f "$(rootfs_extras_marker)" ]; then
-    exec 9>"$CACHE/.build.lock"
-    if command -v flock >/dev/null; then flock 9; fi
-    install_rootfs_extras
-    exec 9>&-
+    with_build_lock install_rootfs_extras
   fi
   say "route=$ROUTE ($WHY); python=$VENV_HOST"
 }
 
-case ${1:-} in
-  ensure) ensure ;;
-  exec)
-    shift; [ $# -gt 0 ] || die "usage: tools/env.sh exec COMMAND [ARGS...]"
-    # Already inside (a make target called from 'make exec', say): run it here, don't nest.
-    [ "${TFX_ENV_ACTIVE:-}" = 1 ] && exec "$@"
-    choose_route
-    [ "$ROUTE" = rootfs ] && check_user_paths   # before any build: a refusal costs nothing
-    ensure
-    # Keras 2 for every process, also scripts that import TensorFlow before the project's code
-    # (models/__init__.py makes the same choice for Python entry points).
-    export TFX_ENV_ACTIVE=1 TF_USE_LEGACY_KERAS=1 VIRTUAL_ENV=$VENV
-    if [ "$ROUTE" = native ]; then
-      export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
-      PATH=$REPO/tools/bin:$VENV/bin:$PATH exec "$@"
-    else
-      export PYTHONPATH=$REPO   # the host's own PYTHONPATH is for its Python, not the rootfs's
-      rootfs_exec /usr/bin/env PATH="$REPO/tools/bin:$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
-    fi ;;
-  lock)
-    # Re-resolves pyproject.toml's ranges into the lock: one universal file (markers where the
-    # Python version matters) for CPython 3.11-3.13, so both routes install from the same lock.
-    mkdir -p "$CACHE"; choose_route
-    [ "$ROUTE" = rootfs ] && build_rootfs
-    VENV=${VENV%/*}/lock-scratch; VENV_HOST=${VENV_HOST%/*}/lock-scratch
-    rm -rf "$VENV_HOST"
-    in_route python3 -m venv "$VENV"
-    in_route "$VENV/bin/python" -m pip install --quiet "uv==$UV_VERSION"
-    { echo "# The exact versions every install gets (CPython 3.11-3.13). Generated by 'make lock'"
-      echo "# from pyproject.toml with uv $UV_VERSION (pip compile --universal); do not edit by hand."
-      in_route "$VENV/bin/uv" pip compile --no-header --universal --python-version 3.11 \
-        --extra dev "$REPO/pyproject.toml"; } > "$LOCK_FILE.partial"
-    mv "$LOCK_FILE.partial" "$LOCK_FILE"
-    rm -rf "$VENV_HOST"; say "wrote $LOCK_FILE" ;;
-  selftest)
-    # The path promise, checked both ways: what the host writes under /tmp, $HOME and the current
-    # directory, the environment reads at the same paths, and what it writes the host reads.
-    ensure
-    probe=$(mktemp -d "${TMPDIR:-/tmp}/tfx-env-selftest.XXXXXX")
-    home_probe=$(mktemp "${HOME:-/root}/.tfx-env-selftest.XXXXXX")
-    trap 'rm -rf "$probe" "$home_probe"' EXIT
-    echo host > "$probe/from-host"; echo host > "$home_probe"
-    "$BASH" "$REPO/tools/env.sh" exec python -c '
+cmd_exec() {
+  [ $# -gt 0 ] || die "usage: tools/env.sh exec COMMAND [ARGS...]"
+  # Already inside (a make target called from 'make exec', say): run it here, don't nest.
+  [ "${TFX_ENV_ACTIVE:-}" = 1 ] && exec "$@"
+  choose_route
+  [ "$ROUTE" = rootfs ] && check_user_paths   # before any build: a refusal costs nothing
+  cmd_ensure
+  # Keras 2 for every process, also scripts that import TensorFlow before the project's code
+  # (models/__init__.py makes the same choice for Python entry points).
+  export TFX_ENV_ACTIVE=1 TF_USE_LEGACY_KERAS=1 VIRTUAL_ENV=$VENV
+  if [ "$ROUTE" = native ]; then
+    export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
+    PATH=$REPO/tools/bin:$VENV/bin:$PATH exec "$@"
+  else
+    export PYTHONPATH=$REPO   # the host's own PYTHONPATH is for its Python, not the rootfs's
+    rootfs_exec /usr/bin/env PATH="$REPO/tools/bin:$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
+  fi
+}
+
+cmd_info() {
+  choose_route
+  echo "route=$ROUTE reason=$WHY cache=$CACHE venv=$VENV_HOST"
+}
+
+# The path promise, checked both ways: what the host writes under /tmp, $HOME and the current
+# directory, the environment reads at the same paths, and what it writes the host reads.
+cmd_selftest() {
+  cmd_ensure
+  # Not local: the EXIT trap removes them after this function has returned.
+  probe=$(mktemp -d "${TMPDIR:-/tmp}/tfx-env-selftest.XXXXXX")
+  home_probe=$(mktemp "${HOME:-/root}/.tfx-env-selftest.XXXXXX")
+  trap 'rm -rf "$probe" "$home_probe"' EXIT
+  echo host > "$probe/from-host"; echo host > "$home_probe"
+  "$BASH" "$REPO/tools/env.sh" exec python -c '
 import os, sys
 probe, home_probe, cwd = sys.argv[1:4]
 assert open(probe + "/from-host").read() == "host\n", "the host /tmp is not visible"
@@ -274,9 +283,33 @@ assert open(home_probe).read() == "host\n", "the host $HOME is not visible"
 assert os.getcwd() == cwd, f"cwd {os.getcwd()} != {cwd}"
 open(probe + "/from-env", "w").write("env\n")
 ' "$probe" "$home_probe" "$PWD" 2>/dev/null || die "selftest: the environment does not see this machine's paths"
-    [ "$(cat "$probe/from-env" 2>/dev/null)" = env ] || die "selftest: files written inside the environment are not on this machine"
-    say "selftest: /tmp, \$HOME and the current directory are this machine's own paths, both ways" ;;
-  info) choose_route; echo "route=$ROUTE reason=$WHY cache=$CACHE venv=$VENV_HOST" ;;
-  __enter) shift; enter_rootfs "$@" ;;
+  [ "$(cat "$probe/from-env" 2>/dev/null)" = env ] || die "selftest: files written inside the environment are not on this machine"
+  say "selftest: /tmp, \$HOME and the current directory are this machine's own paths, both ways"
+}
+
+# Re-resolves pyproject.toml's ranges into the lock: one universal file (markers where the
+# Python version matters) for CPython 3.11-3.13, so both routes install from the same lock.
+cmd_lock() {
+  mkdir -p "$CACHE"; choose_route
+  [ "$ROUTE" = rootfs ] && build_rootfs
+  VENV=${VENV%/*}/lock-scratch; VENV_HOST=${VENV_HOST%/*}/lock-scratch
+  rm -rf "$VENV_HOST"
+  in_route python3 -m venv "$VENV"
+  in_route "$VENV/bin/python" -m pip install --quiet "uv==$UV_VERSION"
+  { echo "# The exact versions every install gets (CPython 3.11-3.13). Generated by 'make lock'"
+    echo "# from pyproject.toml with uv $UV_VERSION (pip compile --universal); do not edit by hand."
+    in_route "$VENV/bin/uv" pip compile --no-header --universal --python-version 3.11 \
+      --extra dev "$REPO/pyproject.toml"; } > "$LOCK_FILE.partial"
+  mv "$LOCK_FILE.partial" "$LOCK_FILE"
+  rm -rf "$VENV_HOST"; say "wrote $LOCK_FILE"
+}
+
+case ${1:-} in
+  ensure) cmd_ensure ;;
+  exec) shift; cmd_exec "$@" ;;
+  info) cmd_info ;;
+  selftest) cmd_selftest ;;
+  lock) cmd_lock ;;
+  __enter) shift; enter_rootfs "$@" ;;   # rootfs_exec's second half, inside the new namespace
   *) die "usage: tools/env.sh ensure | exec COMMAND [ARGS...] | info | selftest | lock" ;;
 esac
