@@ -279,7 +279,8 @@ def test_dockerfile_installs_from_the_lock_file_the_local_environment_uses():
 def test_dockerfile_matches_the_local_python_keras_and_project_path():
     instructions = dockerfile_instructions()
     base = next(args for kind, args in instructions if kind == "FROM")
-    assert base.split(":")[0] == "debian" and base.split(":")[1].split("-")[0] == env_script_value("SUITE")
+    # Debian 13, the release tools/env.sh reads from this line for the local rootfs (test_env_script.py).
+    assert base.split(":")[0] == "debian" and base.split(":")[1].split("-")[0] == "trixie"
     env = " ".join(args for kind, args in instructions if kind == "ENV")
     for key, value in models.KERAS_ENV.items():
         assert f"{key}={value}" in env

@@ -24,9 +24,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 LOCK_FILE=${TFX_ENV_LOCK:-$REPO/requirements/lock.txt}   # TFX_ENV_LOCK: for the tests of this script
 CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tfx-taxi-pipeline}
-# The Debian release of the rootfs. The Dockerfile's FROM line names it too, since it cannot read
-# it from here; tests fail when the two differ.
-SUITE=trixie
+# The Debian release of the rootfs: the one the Kubeflow image is built FROM (a Dockerfile cannot
+# read it from elsewhere, so it is defined there).
+SUITE=$(sed -n 's/^FROM debian:\([a-z]*\).*/\1/p' "$REPO/Dockerfile" | head -n 1)
+[ -n "$SUITE" ] || { printf 'env: error: %s\n' "no 'FROM debian:<release>' line in $REPO/Dockerfile" >&2; exit 1; }
 UV_VERSION=0.13.9   # resolves the lock (make lock) only; installs use plain pip
 ROOTFS=$CACHE/rootfs-$SUITE
 # DEBIAN_PACKAGES (the rootfs and the image), ROOTFS_PACKAGES and ROOTFS_EXTRA_PACKAGES (the rootfs).
