@@ -17,10 +17,10 @@ from tabulate import tabulate
 
 import local_runner
 from components.tflite_export import export
-from components.tflite_export.executor import SPLIT_FILES
 from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, QUANTIZATION_MODES
 from pipeline.config import PipelineConfig
 from tfx.utils import path_utils
+from upstream import formats
 
 GOALS = {"size_ratio": 3.5, "agreement": DEFAULT_MIN_AGREEMENT, "latency_ratio": 0.2}  # for the dynamic mode
 
@@ -38,8 +38,8 @@ def main(output_dir: Path, parity_examples: int) -> None:
     if model is None or examples is None:
         raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
     saved_model = path_utils.serving_model_path(model.uri)  # this project's runs: TFX 1.21 layout
-    train = export.read_examples(os.path.join(examples.uri, "Split-train", SPLIT_FILES), 200)
-    evaluation = export.read_examples(os.path.join(examples.uri, "Split-eval", SPLIT_FILES), parity_examples)
+    train = export.read_examples(formats.examples_pattern(examples.uri, "train"), 200)
+    evaluation = export.read_examples(formats.examples_pattern(examples.uri, "eval"), parity_examples)
 
     rows, reports = [], {}
     for mode in QUANTIZATION_MODES:

@@ -1,6 +1,12 @@
-"""Custom TFX components of this project (each in its own package)."""
+"""Custom TFX components of this project (each in its own package), and ReadableError, the
+error they raise for people to read."""
 
 from typing import Any
+
+
+class ReadableError(Exception):
+    """An error written for people to act on (e.g. the data gate's summary): runners show its
+    whole message, not only its first line."""
 
 
 def __getattr__(name: str) -> Any:

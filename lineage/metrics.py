@@ -3,6 +3,7 @@
 from typing import Any
 
 from lineage.query import RunInfo
+from upstream import formats
 
 EVALUATION_TYPE = "ModelEvaluation"
 
@@ -12,20 +13,8 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     import tensorflow_model_analysis as tfma  # heavy: only the commands that show metrics pay for it
 
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-        if metrics_for_slice.slice_key.single_slice_keys:
-            continue
-        values = {}
-        for kv in metrics_for_slice.metric_keys_and_values:
-            key = kv.key
-            # With a baseline, TFMA also reports the baseline's values and the differences.
-            if key.is_diff or key.model_name == tfma.BASELINE_KEY:
-                continue
-            if kv.value.HasField("double_value"):
-                name = key.name + (f"/{key.output_name}" if key.output_name else "")
-                if key.HasField("sub_key"):
-                    name += "@" + str(key.sub_key).replace("\n", " ").strip()
-                values[name] = kv.value.double_value.value
-        return values
+        if formats.is_overall(metrics_for_slice.slice_key):
+            return formats.metric_values(metrics_for_slice)[formats.CANDIDATE]
     return {}
 
 

@@ -10,13 +10,14 @@
 
 import dataclasses
 import json
-import re
 from typing import Any
 
 from google.protobuf import json_format
 
+from upstream import formats
+from upstream.formats import BASELINE, CANDIDATE, DIFF
+
 OVERALL = "Overall"
-CANDIDATE, BASELINE = "candidate", "baseline"
 
 
 def _tfma():
@@ -37,13 +38,6 @@ def slice_name(slice_key) -> str:
             value = int(value)
         parts.append(f"{single.column}={value}")
     return ", ".join(parts) or OVERALL
-
-
-def _metric_name(key) -> str:
-    name = key.name + (f"/{key.output_name}" if key.output_name else "")
-    if key.HasField("sub_key"):
-        name += "@" + str(key.sub_key).replace("\n", " ").strip()
-    return name
 
 
 @dataclasses.dataclass
@@ -68,28 +62,12 @@ def slice_metrics(evaluation_uri: str) -> list[SliceMetrics]:
     """Every slice's metrics, Overall first, then slices in their values' order."""
     out = []
     for record in _tfma().load_metrics(evaluation_uri):
-        found = SliceMetrics(slice_name(record.slice_key), {}, {}, {})
-        for kv in record.metric_keys_and_values:
-            if not kv.value.HasField("double_value"):
-                continue
-            value = kv.value.double_value.value
-            name = _metric_name(kv.key)
-            if kv.key.is_diff:
-                found.diff[name] = value
-            elif kv.key.model_name == BASELINE:
-                found.baseline[name] = value
-            else:
-                found.candidate[name] = value
-        out.append(found)
+        values = formats.metric_values(record)
+        out.append(SliceMetrics(slice_name(record.slice_key), values[CANDIDATE], values[BASELINE], values[DIFF]))
     return sorted(out, key=lambda s: s.sort_key)
 
 
 # --- gates --------------------------------------------------------------------------------------
-
-
-def _snake(class_name: str) -> str:
-    """TFMA's metric name for a metric class: AUC -> auc, BinaryAccuracy -> binary_accuracy."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).lower()
 
 
 @dataclasses.dataclass
@@ -158,7 +136,7 @@ def gates(eval_config: Any, metrics: list[SliceMetrics], validation, has_baselin
     out = []
     for spec in config.metrics_specs:
         for metric in spec.metrics:
-            name = _snake(metric.class_name)
+            name = formats.metric_name_of_class(metric.class_name)
             thresholds = [([], metric.threshold)] if metric.HasField("threshold") else []
             thresholds += [(list(t.slicing_specs), t.threshold) for t in metric.per_slice_thresholds]
             for slicing_specs, threshold in thresholds:
@@ -247,7 +225,7 @@ def _plots(evaluation_uri: str, slice_wanted: str = OVERALL) -> dict[str, Any]:
         if slice_name(record.slice_key) != slice_wanted:
             continue
         for kv in record.plot_keys_and_values:
-            model = BASELINE if kv.key.model_name == BASELINE else CANDIDATE
+            model = formats.model_of(kv.key)
             found.setdefault(model, []).append(kv.value)
     return found
 

@@ -1,12 +1,10 @@
 """Key data statistics and anomalies, read from TFDV's outputs (StatisticsGen, ExampleValidator)."""
 
 import dataclasses
-from pathlib import Path
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-STATS_FILE = "FeatureStats.pb"
-ANOMALIES_FILE = "SchemaDiff.pb"
+from upstream import formats
 
 
 @dataclasses.dataclass
@@ -45,11 +43,10 @@ class Anomaly:
     description: str
 
 
-def _splits(uri: str, file_name: str) -> list[tuple[str, Path]]:
-    """(split name, file) for each Split-<name>/<file_name> under an artifact's URI, train first."""
-    found = [(p.parent.name.removeprefix("Split-"), p) for p in Path(uri).glob(f"Split-*/{file_name}")]
+def _splits(uri: str, file_name: str) -> list[str]:
+    """The splits of an artifact that hold `file_name`, train first, then eval, then the rest."""
     order = {"train": 0, "eval": 1}
-    return sorted(found, key=lambda item: (order.get(item[0], 2), item[0]))
+    return sorted(formats.splits(uri, file_name), key=lambda split: (order.get(split, 2), split))
 
 
 def _feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
@@ -79,9 +76,8 @@ def _summary(feature: statistics_pb2.FeatureNameStatistics) -> FeatureSummary:
 def load_statistics(uri: str) -> list[SplitStatistics]:
     """Each split's dataset statistics from an ExampleStatistics artifact."""
     out = []
-    for split, path in _splits(uri, STATS_FILE):
-        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(path.read_bytes())
-        for dataset in stats.datasets:
+    for split in _splits(uri, formats.STATISTICS_FILE):
+        for dataset in formats.statistics(uri, split).datasets:
             features = sorted((_summary(f) for f in dataset.features), key=lambda f: f.name)
             out.append(SplitStatistics(split, int(dataset.num_examples), features))
     return out
@@ -90,14 +86,9 @@ def load_statistics(uri: str) -> list[SplitStatistics]:
 def load_anomalies(uri: str) -> tuple[list[str], list[Anomaly]]:
     """(the splits checked, the anomalies found) from an ExampleAnomalies artifact."""
     splits, found = [], []
-    for split, path in _splits(uri, ANOMALIES_FILE):
+    for split in _splits(uri, formats.ANOMALIES_FILE):
         splits.append(split)
-        anomalies = anomalies_pb2.Anomalies.FromString(path.read_bytes())
-        for feature, info in sorted(anomalies.anomaly_info.items()):
+        for feature, info in formats.anomaly_infos(formats.anomalies(uri, split)):
             found.append(Anomaly(split, feature, anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                                 info.short_description, info.description))
-        if anomalies.HasField("dataset_anomaly_info"):
-            info = anomalies.dataset_anomaly_info
-            found.append(Anomaly(split, "(dataset)", anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
                                  info.short_description, info.description))
     return splits, found

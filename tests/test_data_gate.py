@@ -1,6 +1,7 @@
 """The data gate's checks, the CSV pre-checks and the run lock, without running a pipeline."""
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,8 +13,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from components.data_gate import gate
 from data import taxi
 from data.validate import DataError, check_csv_dir
-from pipeline import run_state
-from pipeline.pipeline import CURATED_SCHEMA, schema_columns
+from pipeline.schemas import CURATED_SCHEMA, schema_columns
+from runs import state as run_state
 
 
 def _anomalies(**kinds: str) -> anomalies_pb2.Anomalies:
@@ -38,6 +39,73 @@ def test_findings_name_feature_kind_and_description_and_honour_warn_only():
     text = gate.summary(found, "/reports/x")
     assert "1 blocking anomaly (1 more only warn)" in text
     assert "BLOCK train fare" in text and "fare is wrong" in text and text.endswith("full report: /reports/x")
+
+
+def _artifact(kind: str, uri):
+    from tfx.types import standard_artifacts
+
+    artifact = getattr(standard_artifacts, kind)()
+    artifact.uri = str(uri)
+    return artifact
+
+
+@pytest.mark.parametrize("kubeflow", [False, True], ids=["local", "kubeflow"])
+def test_the_executor_writes_its_report_and_stops_on_blocking_anomalies(tmp_path, kubeflow):
+    import json
+
+    from tfx.dsl.components.base import base_executor
+    from tfx.types import artifact_utils
+
+    from components import ReadableError
+    from components.data_gate.executor import Executor
+    from upstream import formats
+
+    anomalies = tmp_path / "anomalies"
+    for split, found in {"train": _anomalies(fare="FLOAT_TYPE_SMALL_FLOAT", company="ENUM_TYPE_UNEXPECTED_STRING_VALUES"),
+                         "eval": anomalies_pb2.Anomalies()}.items():
+        (anomalies / f"Split-{split}").mkdir(parents=True)
+        (anomalies / f"Split-{split}" / formats.ANOMALIES_FILE).write_bytes(found.SerializeToString())
+    statistics = _artifact("ExampleStatistics", tmp_path / "statistics")
+    statistics.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    (tmp_path / "statistics" / "Split-train").mkdir(parents=True)
+    accepted = _artifact("ExampleStatistics", tmp_path / "DataGate" / "accepted_statistics" / "7")
+    inputs = {"statistics": [statistics], "anomalies": [_artifact("ExampleAnomalies", anomalies)],
+              "schema": [_artifact("Schema", tmp_path / "schema")]}
+
+    def run(warn_only: list[str]) -> None:
+        # KFP steps get list parameters as their JSON text; TFX's launcher parses them into lists.
+        properties = {"max_drift": 0.5, "drift_features": [], "warn_only": warn_only, "min_drift_examples": 1000}
+        if kubeflow:
+            properties = {k: json.dumps(v) if isinstance(v, list) else v for k, v in properties.items()}
+        Executor(base_executor.BaseExecutor.Context()).Do(inputs, {"accepted_statistics": [accepted]}, properties)
+
+    with pytest.raises(gate.DataGateError) as stopped:
+        run(["ENUM_TYPE_UNEXPECTED_STRING_VALUES"])
+    assert isinstance(stopped.value, ReadableError)
+    report = tmp_path / "DataGate" / "accepted_statistics" / "7.txt"  # beside the output, not in it
+    assert report.read_text() == str(stopped.value) + "\n"
+    assert "1 blocking anomaly (1 more only warn)" in report.read_text() and f"full report: {report} " in report.read_text()
+    assert accepted.get_int_custom_property("blocking_anomalies") == 1
+
+    run(["ENUM_TYPE_UNEXPECTED_STRING_VALUES", "FLOAT_TYPE_SMALL_FLOAT"])  # everything only warns: passes
+    assert accepted.get_int_custom_property("warnings") == 2 and (Path(accepted.uri) / "Split-train").is_dir()
+    assert accepted.split_names == statistics.split_names
+
+
+def test_the_component_takes_lists_of_names_and_refuses_a_joined_string():
+    from tfx.types import Channel, standard_artifacts
+
+    from components.data_gate.component import DataGate
+
+    channels = {"statistics": Channel(type=standard_artifacts.ExampleStatistics),
+                "schema": Channel(type=standard_artifacts.Schema),
+                "anomalies": Channel(type=standard_artifacts.ExampleAnomalies)}
+    node = DataGate(**channels, drift_features=("fare", "company"), warn_only=["SCHEMA_NEW_COLUMN"])
+    properties = node.exec_properties
+    assert properties["drift_features"] == ["fare", "company"] and properties["warn_only"] == ["SCHEMA_NEW_COLUMN"]
+    assert DataGate(**channels).exec_properties["warn_only"] == []
+    with pytest.raises(TypeError, match="warn_only: a list of names, not the string 'A,B'"):
+        DataGate(**channels, warn_only="A,B")
 
 
 def _stats(frame: pd.DataFrame):

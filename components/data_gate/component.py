@@ -1,5 +1,8 @@
 """The DataGate component: ExampleValidator's anomalies and drift, turned into a stop."""
 
+from collections.abc import Sequence
+from typing import List
+
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
@@ -46,10 +49,10 @@ def accepted_from(store: mlmd.MetadataStore, accepted_ids: list[int]) -> dict[in
 class DataGateSpec(types.ComponentSpec):
     PARAMETERS = {
         "max_drift": ExecutionParameter(type=float),
-        "drift_features": ExecutionParameter(type=str),  # comma-separated; empty: all
+        "drift_features": ExecutionParameter(type=List[str]),  # empty: all
         "min_drift_examples": ExecutionParameter(type=int),
         # TFDV anomaly kinds (AnomalyInfo.Type names) that are reported but do not stop the run.
-        "warn_only": ExecutionParameter(type=str),  # comma-separated
+        "warn_only": ExecutionParameter(type=List[str]),
     }
     INPUTS = {
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
@@ -77,9 +80,9 @@ class DataGate(base_component.BaseComponent):
         anomalies: types.BaseChannel,
         baseline_statistics: types.BaseChannel | None = None,
         max_drift: float = DEFAULT_MAX_DRIFT,
-        drift_features: str = "",
+        drift_features: Sequence[str] = (),
         min_drift_examples: int = MIN_DRIFT_EXAMPLES,
-        warn_only: str = "",
+        warn_only: Sequence[str] = (),
     ):
         super().__init__(
             spec=DataGateSpec(
@@ -88,9 +91,16 @@ class DataGate(base_component.BaseComponent):
                 anomalies=anomalies,
                 baseline_statistics=baseline_statistics,
                 max_drift=max_drift,
-                drift_features=drift_features,
+                drift_features=_names(drift_features, "drift_features"),
                 min_drift_examples=min_drift_examples,
-                warn_only=warn_only,
+                warn_only=_names(warn_only, "warn_only"),
                 accepted_statistics=types.Channel(type=standard_artifacts.ExampleStatistics),
             )
         )
+
+
+def _names(names: Sequence[str], parameter: str) -> list[str]:
+    # A string is a sequence of names too, of one letter each: refused rather than split.
+    if isinstance(names, str):
+        raise TypeError(f"DataGate {parameter}: a list of names, not the string {names!r}")
+    return list(names)

@@ -10,7 +10,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.data_gate import gate, options
+from components.data_gate import gate
+from upstream import formats
 
 
 class Executor(base_executor.BaseExecutor):
@@ -20,7 +21,7 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        warn_only = options.names(exec_properties.get("warn_only", ""))
+        warn_only = formats.list_property(exec_properties["warn_only"])
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
@@ -31,17 +32,18 @@ class Executor(base_executor.BaseExecutor):
         if baseline and baseline[0].uri != statistics.uri:
             schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
             found += gate.drift_findings(
-                gate.load_split_statistics(statistics.uri, gate.DRIFT_SPLIT),
-                gate.load_split_statistics(baseline[0].uri, gate.DRIFT_SPLIT),
+                formats.statistics(statistics.uri, gate.DRIFT_SPLIT),
+                formats.statistics(baseline[0].uri, gate.DRIFT_SPLIT),
                 schema,
                 exec_properties["max_drift"],
                 warn_only,
-                features=options.names(exec_properties.get("drift_features", "")) or None,
+                features=formats.list_property(exec_properties["drift_features"]) or None,
                 min_examples=exec_properties.get("min_drift_examples", 0),
             )
 
-        # Beside the outputs, not in them: a failed execution's outputs are deleted.
-        report = os.path.join(os.path.dirname(os.path.dirname(accepted.uri)), "reports", f"{os.path.basename(accepted.uri)}.txt")
+        # Named after the output it describes, beside it rather than in it: a failed execution's
+        # outputs are deleted, and the output's URI is this execution's own on every orchestrator.
+        report = accepted.uri.rstrip("/") + ".txt"
         text = gate.summary(found, f"{report} (TFDV anomalies: {anomalies.uri})")
         io_utils.write_string_file(report, text + "\n")
         accepted.set_int_custom_property("blocking_anomalies", sum(f.blocking for f in found))

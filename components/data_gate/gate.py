@@ -6,15 +6,14 @@ and those of the last data the gate let through.
 """
 
 import dataclasses
-import os
 from collections.abc import Iterable, Sequence
 
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes per split
-STATS_FILE = "FeatureStats.pb"  # what StatisticsGen writes per split
+from components import ReadableError
+from upstream import formats
+
 DRIFT_SPLIT = "train"
 
 
@@ -27,40 +26,25 @@ class Finding:
     blocking: bool
 
 
-class DataGateError(RuntimeError):
+class DataGateError(ReadableError, RuntimeError):
     """The data failed the gate; the message is the readable summary."""
-
-    readable = True  # runners show the whole message, not only its first line
-
-
-def _kind_names(info: anomalies_pb2.AnomalyInfo) -> list[str]:
-    kinds = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason]
-    return kinds or ["UNKNOWN_TYPE"]
 
 
 def findings(anomalies: anomalies_pb2.Anomalies, split: str, warn_only: Iterable[str]) -> list[Finding]:
     """One Finding per (feature, kind) in a TFDV Anomalies proto."""
     warn_only = set(warn_only)
-    out = []
-    for feature, info in sorted(anomalies.anomaly_info.items()):
-        for kind, reason in zip(_kind_names(info), list(info.reason) or [info]):
-            description = getattr(reason, "description", "") or info.description
-            out.append(Finding(split, feature, kind, description, kind not in warn_only))
-    if anomalies.HasField("dataset_anomaly_info"):
-        info = anomalies.dataset_anomaly_info
-        for kind in _kind_names(info):
-            out.append(Finding(split, "(dataset)", kind, info.description, kind not in warn_only))
-    return out
+    return [
+        Finding(split, feature, kind, description, kind not in warn_only)
+        for feature, info in formats.anomaly_infos(anomalies)
+        for kind, description in formats.anomaly_reasons(info)
+    ]
 
 
 def schema_findings(anomalies_uri: str, warn_only: Iterable[str]) -> list[Finding]:
-    """ExampleValidator's anomalies, for every split it checked."""
+    """ExampleValidator's anomalies, for every split it checked (a split without its file fails)."""
     out = []
-    for split_dir in sorted(tf.io.gfile.glob(os.path.join(anomalies_uri, "Split-*"))):
-        path = os.path.join(split_dir, ANOMALIES_FILE)
-        split = os.path.basename(split_dir).removeprefix("Split-")
-        with tf.io.gfile.GFile(path, "rb") as f:
-            out += findings(anomalies_pb2.Anomalies.FromString(f.read()), split, warn_only)
+    for split in formats.splits(anomalies_uri):
+        out += findings(formats.anomalies(anomalies_uri, split), split, warn_only)
     return out
 
 
@@ -104,10 +88,6 @@ def drift_findings(
 
 def _examples(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> int:
     return sum(d.num_examples for d in statistics.datasets)
-
-
-def load_split_statistics(statistics_uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", STATS_FILE))
 
 
 def summary(found: Sequence[Finding], report_dir: str) -> str:

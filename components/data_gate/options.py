@@ -11,5 +11,5 @@ MIN_DRIFT_EXAMPLES = 1000
 
 
 def names(text: str) -> list[str]:
-    """A comma-separated list (as the CLI and DataGate's string exec properties carry it)."""
+    """The names in a comma-separated list (as the command line gives them)."""
     return [name.strip() for name in text.split(",") if name.strip()]

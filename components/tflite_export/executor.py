@@ -12,8 +12,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.tflite_export import export
-
-SPLIT_FILES = "*.gz"  # ExampleGen writes gzipped TFRecords per split
+from upstream import formats
 
 
 class Executor(base_executor.BaseExecutor):
@@ -37,18 +36,16 @@ class Executor(base_executor.BaseExecutor):
             logging.info("TFLiteExport: skipped, the model is not blessed")
             return
 
-        examples = input_dict["examples"]
+        examples = artifact_utils.get_single_uri(input_dict["examples"])
         saved_model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         tflite_model, report = export.export(
             saved_model_dir,
             mode,
             representative_examples=export.read_examples(
-                os.path.join(artifact_utils.get_split_uri(examples, "train"), SPLIT_FILES),
-                exec_properties["representative_examples"],
+                formats.examples_pattern(examples, "train"), exec_properties["representative_examples"]
             ),
             parity_examples=export.read_examples(
-                os.path.join(artifact_utils.get_split_uri(examples, "eval"), SPLIT_FILES),
-                exec_properties["parity_examples"],
+                formats.examples_pattern(examples, "eval"), exec_properties["parity_examples"]
             ),
             min_agreement=exec_properties["min_agreement"],
         )
