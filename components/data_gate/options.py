@@ -8,8 +8,3 @@ DEFAULT_MAX_DRIFT = 0.5
 # Below this many training examples on either side, histograms are noise (two 400-row samples
 # of the same data differ by up to 0.71): drift is not checked.
 MIN_DRIFT_EXAMPLES = 1000
-
-
-def names(text: str) -> list[str]:
-    """The names in a comma-separated list (as the command line gives them)."""
-    return [name.strip() for name in text.split(",") if name.strip()]
