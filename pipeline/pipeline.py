@@ -9,13 +9,13 @@ orchestrator's rules apply to the graph (which resolvers it can run).
 """
 
 import enum
-import hashlib
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
 
+from components import code_fingerprint
 from components.data_gate.component import DataGate
 from components.tflite_export.component import TFLiteExport
 from models import features
@@ -48,15 +48,6 @@ class Topology(enum.Enum):
     @property
     def stock_resolvers(self) -> bool:
         return self is Topology.VERTEX
-
-
-def code_fingerprint(package_dir: Path = MODELS_DIR) -> str:
-    """sha256 over the package's Python sources, in path order."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def create_pipeline(
@@ -99,10 +90,10 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
         statistics=statistics_gen.outputs["statistics"],
         schema=schema.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        baseline_statistics=accepted.outputs[resolvers.data_gate.ACCEPTED_INPUT_KEY] if accepted else None,
+        baseline_statistics=accepted.outputs[resolvers.ACCEPTED_INPUT_KEY] if accepted else None,
         max_drift=config.max_drift,
-        drift_features=",".join(features.drift_keys()),
-        warn_only=",".join(config.warn_only_anomalies),
+        drift_features=features.drift_keys(),
+        warn_only=config.warn_only_anomalies,
     ).with_id(DATA_GATE_ID)
     stages = {
         "example_gen": example_gen,
@@ -118,7 +109,7 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
 def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
                   train_args: tfx.proto.TrainArgs | RuntimeParameter | None) -> dict:
     """Transform and Trainer, on data the gate accepted."""
-    fingerprint = code_fingerprint()
+    fingerprint = code_fingerprint(MODELS_DIR)
     transform = tfx.components.Transform(
         examples=data["example_gen"].outputs["examples"],
         schema=data["schema"].outputs["schema"],

@@ -8,19 +8,50 @@ stock ones (KFP v2 compiles only those); on open-source Kubeflow none (its backe
 resolver executors).
 """
 
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.v1.dsl.experimental import ResolverStrategy
 
-from components.data_gate import component as data_gate
-from components.data_gate.component import LatestAccepted
+from components.data_gate.component import ACCEPTED_KEY
 
+# LatestAccepted's inputs: the statistics the gate accepted so far, and this run's statistics.
+ACCEPTED_INPUT_KEY = "statistics"
+CURRENT_INPUT_KEY = "current"
+# LatestBlessedOtherModel's inputs.
 CANDIDATE_KEY = "candidate"
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
 
 ACCEPTED_STATISTICS_ID = "accepted_statistics_resolver"
 BASELINE_MODEL_ID = "latest_blessed_model_resolver"
+
+
+class LatestAccepted(ResolverStrategy):
+    """The statistics the gate accepted last from other data than this run's, or none.
+
+    Statistics accepted from this run's own statistics (an unchanged re-run: StatisticsGen came
+    from the cache) are left out, so the gate's inputs are the first run's and it is cached too,
+    instead of comparing the data with itself and storing another copy. On a first run there is
+    nothing to resolve; TFX's LatestArtifactStrategy would fail its resolver node then.
+    """
+
+    def resolve_artifacts(self, store, input_dict):  # noqa: ANN001  (TFX's signature)
+        current = {a.id for a in input_dict.get(CURRENT_INPUT_KEY, [])}
+        accepted = input_dict[ACCEPTED_INPUT_KEY]
+        source = accepted_from(store, [a.id for a in accepted]) if current else {}
+        others = [a for a in accepted if source.get(a.id) not in current]
+        return {**input_dict, ACCEPTED_INPUT_KEY: sorted(others, key=lambda a: a.id)[-1:]}
+
+
+def accepted_from(store: mlmd.MetadataStore, accepted_ids: list[int]) -> dict[int, int]:
+    """Accepted statistics id -> id of the statistics the DataGate execution that output it read."""
+    producers = {e.artifact_id: e.execution_id for e in store.get_events_by_artifact_ids(accepted_ids)
+                 if e.type == metadata_store_pb2.Event.OUTPUT}
+    read = {e.execution_id: e.artifact_id for e in store.get_events_by_execution_ids(set(producers.values()))
+            if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "statistics"}
+    return {artifact: read[execution] for artifact, execution in producers.items() if execution in read}
 
 
 class LatestBlessedOtherModel(ResolverStrategy):
@@ -45,16 +76,16 @@ class LatestBlessedOtherModel(ResolverStrategy):
 def accepted_statistics(stock: bool, current: tfx.dsl.Channel, gate_id: str) -> tfx.dsl.Resolver:
     """The statistics the data gate (node `gate_id`) accepted last; `current`: this run's."""
     accepted_so_far = {
-        data_gate.ACCEPTED_INPUT_KEY: tfx.dsl.Channel(
+        ACCEPTED_INPUT_KEY: tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
             producer_component_id=gate_id,
-            output_key=data_gate.ACCEPTED_KEY,
+            output_key=ACCEPTED_KEY,
         )
     }
     if stock:
         resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy, **accepted_so_far)
     else:  # also resolves "none yet" on a first run, and never this run's own statistics
-        resolver = tfx.dsl.Resolver(strategy_class=LatestAccepted, **{data_gate.CURRENT_INPUT_KEY: current},
+        resolver = tfx.dsl.Resolver(strategy_class=LatestAccepted, **{CURRENT_INPUT_KEY: current},
                                     **accepted_so_far)
     return resolver.with_id(ACCEPTED_STATISTICS_ID)
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from components import ReadableError
+
 
 class RunFailed(Exception):
     """The run stopped: in which component (None: before any started), why, and where the full log is."""
@@ -16,12 +18,12 @@ def first_error_line(error: BaseException) -> str:
     """The line that says what went wrong: the innermost explicit cause's first message line.
 
     Framework wrappers (Beam re-raises with the whole inner traceback in its message) are
-    looked through; traceback lines are skipped. An error written for people to act on (a class
-    with `readable = True`, e.g. the data gate's summary) is given whole.
+    looked through; traceback lines are skipped. An error written for people to act on (a
+    components.ReadableError, e.g. the data gate's summary) is given whole.
     """
     cause: BaseException | None = error
     while cause is not None:
-        if getattr(cause, "readable", False):
+        if isinstance(cause, ReadableError):
             return str(cause)
         cause = cause.__cause__ or cause.__context__
     chain = [error]

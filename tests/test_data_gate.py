@@ -201,7 +201,7 @@ def _gate_history(store, runs: list[int], count: int) -> tuple[list[int], dict[i
 def test_latest_accepted_leaves_out_what_this_runs_statistics_became(runs, current, expected):
     from tfx.types import standard_artifacts
 
-    from components.data_gate.component import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, LatestAccepted
+    from pipeline.resolvers import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, LatestAccepted
 
     config = mlmd.ConnectionConfig()
     config.fake_database.SetInParent()

@@ -21,7 +21,8 @@ from tfx.dsl.component.experimental.decorators import component
 
 import cli
 from data import taxi
-from pipeline.pipeline import code_fingerprint
+from components import code_fingerprint
+from pipeline.pipeline import MODELS_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +74,7 @@ def test_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two
     assert by_node["CsvExampleGen"]["reused_by_cached_executions"] == 2
     assert by_node["Transform"]["reused_by_cached_executions"] == 2
     assert by_node["Trainer"]["reused_by_cached_executions"] == 0
-    assert by_node["Trainer"]["code"] == {"run_fn": "models.trainer.run_fn", "code_fingerprint": code_fingerprint()}
+    assert by_node["Trainer"]["code"] == {"run_fn": "models.trainer.run_fn", "code_fingerprint": code_fingerprint(MODELS_DIR)}
     assert by_node["Transform"]["code"]["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
     assert by_node["Trainer"]["properties"]["train_args"] == {"num_steps": 61}
 

@@ -1,10 +1,13 @@
 """The TFLiteExport component: its artifact type, its spec, and the component class."""
 
+from pathlib import Path
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components import code_fingerprint
 from components.tflite_export import executor
 from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANTIZATION
 
@@ -28,8 +31,9 @@ class TFLiteExportSpec(types.ComponentSpec):
         "parity_examples": ExecutionParameter(type=int),  # eval examples compared
         "representative_examples": ExecutionParameter(type=int),  # train examples for int8 ranges
         "push_destination": ExecutionParameter(type=str),  # <dir>/<version>/model.tflite
-        # Recorded in MLMD, and a change in this component's code invalidates its cache.
-        "code_fingerprint": ExecutionParameter(type=str, optional=True),
+        # This component's own code (components.code_fingerprint): recorded in MLMD, and a change
+        # in the code invalidates the cache.
+        "code_fingerprint": ExecutionParameter(type=str),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -63,7 +67,6 @@ class TFLiteExport(base_component.BaseComponent):
         min_agreement: float = DEFAULT_MIN_AGREEMENT,
         parity_examples: int = 5000,
         representative_examples: int = 200,
-        code_fingerprint: str | None = None,
     ):
         super().__init__(
             spec=TFLiteExportSpec(
@@ -76,7 +79,7 @@ class TFLiteExport(base_component.BaseComponent):
                 min_agreement=min_agreement,
                 parity_examples=parity_examples,
                 representative_examples=representative_examples,
-                code_fingerprint=code_fingerprint,
+                code_fingerprint=code_fingerprint(Path(__file__).parent),
                 tflite_model=types.Channel(type=TFLiteModel),
             )
         )
