@@ -59,26 +59,39 @@ def test_device_signature_answers_like_serving_default(taxi_model):
     np.testing.assert_allclose(on_device.numpy(), served.numpy(), atol=1e-5)
 
 
+# The device contract, as the README states it: one input per raw feature the model reads, named
+# as the CSV column; numbers float32 with NaN for missing, payment_type/company strings with ""
+# for missing, integer codes int64 with -1 for missing.
+NUMBERS = ("trip_miles", "fare", "trip_seconds", "pickup_latitude", "pickup_longitude", "dropoff_latitude",
+           "dropoff_longitude")
+STRINGS = ("payment_type", "company")
+INTEGER_CODES = ("trip_start_hour", "trip_start_day", "trip_start_month", "pickup_community_area",
+                 "dropoff_community_area", "dropoff_census_tract")
+CONTRACT = {**{k: tf.float32 for k in NUMBERS}, **{k: tf.string for k in STRINGS}, **{k: tf.int64 for k in INTEGER_CODES}}
+
+
 def test_missing_values_follow_the_contract(transformed):
     _, tft_output, _ = transformed
-    inputs = _device_inputs(tft_output, serialized_examples(drop=set(features.CATEGORICAL_FEATURE_KEYS) | set(device.FLOAT_KEYS)))
-    for key, dtype in device.input_dtypes(tft_output).items():
-        column = inputs[key].numpy()
-        assert inputs[key].dtype == dtype and column.shape == (len(RAW_ROWS),), key
-        missing = device.missing_value(dtype)
-        if dtype == tf.float32:
-            assert np.isnan(column).all(), key
-        else:
-            assert [v.decode() if isinstance(v, bytes) else v for v in column] == [missing] * len(RAW_ROWS), key
+    inputs = _device_inputs(tft_output, serialized_examples(drop=set(CONTRACT)))
+    assert {key: value.dtype for key, value in inputs.items()} == CONTRACT
+    assert {value.shape for value in inputs.values()} == {(len(RAW_ROWS),)}  # rank 1, one value per row
+    for key in NUMBERS:
+        assert np.isnan(inputs[key].numpy()).all(), key
+    for key in STRINGS:
+        assert inputs[key].numpy().tolist() == [b""] * len(RAW_ROWS), key
+    for key in INTEGER_CODES:
+        assert inputs[key].numpy().tolist() == [-1] * len(RAW_ROWS), key
 
 
 def test_contract_ships_with_the_saved_model(taxi_model):
-    export_dir, tft_output, _, _ = taxi_model
+    export_dir, _, _, _ = taxi_model
     with open(os.path.join(export_dir, "assets.extra", device.DEVICE_CONTRACT_FILE)) as f:
         contract = json.load(f)
     names = [i["name"] for i in contract["inputs"]]
-    assert names == list(device.input_dtypes(tft_output))
-    assert {i["name"]: i["missing"] for i in contract["inputs"]}["fare"] == "NaN"
+    assert sorted(names) == sorted(CONTRACT)
+    written = {i["name"]: (i["dtype"], i["missing"]) for i in contract["inputs"]}
+    assert written == {k: {tf.float32: ("float32", "NaN"), tf.string: ("string", ""), tf.int64: ("int64", -1)}[d]
+                       for k, d in CONTRACT.items()}
     assert contract["outputs"][0]["name"] == "probabilities"
     signature = tf.saved_model.load(export_dir).signatures[device.DEVICE_SIGNATURE]
     assert sorted(signature.structured_input_signature[1]) == sorted(names)
