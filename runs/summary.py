@@ -8,6 +8,7 @@ from pipeline.config import PipelineConfig
 from pipeline.locations import Locations, OutputDir
 from report import build as report_build
 from runs.console import LOG_NAME_FORMAT
+from upstream import formats
 
 STATE_WORDS = {"COMPLETE": "ran", "CACHED": "cached"}
 
@@ -76,11 +77,10 @@ def log_file_of(output: OutputDir, run: RunInfo) -> Path | None:
     """The log file a run wrote: the last one opened at or before the run started.
 
     Log files are named by the local time they were opened at (runs.console.log_file_path), run
-    ids are the local time the run started (TFX's pipeline_run context).
+    ids by the local time the run started (upstream.formats.run_started).
     """
-    try:
-        started = datetime.datetime.fromisoformat(run.run_id)
-    except ValueError:  # a run id that is not a time: not one of this machinery's runs
+    started = formats.run_started(run.run_id)
+    if started is None:  # not a run of TFX's local or Beam orchestrator
         return None
     opened = []
     for path in output.log_dir.glob("run-*.log"):

@@ -120,3 +120,31 @@ def test_a_list_exec_property_reads_the_same_from_every_orchestrator():
     assert local == names and kubeflow == json.dumps(names)
     assert formats.list_property(local) == formats.list_property(kubeflow) == names
     assert formats.list_property(json.dumps([])) == []
+
+
+# --- run ids and the log file of a run --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run_id, started", [
+    ("2026-12-01T09:53:59.056553", (2026, 12, 1, 9, 53, 59)),  # LocalDagRunner
+    ("2026-12-01T09:53:59", (2026, 12, 1, 9, 53, 59)),  # isoformat() of a zero microsecond
+    ("20261201-095557.570292", (2026, 12, 1, 9, 55, 57)),  # BeamDagRunner
+])
+def test_run_ids_of_both_orchestrators_read_as_their_start_time(run_id, started):
+    assert formats.run_started(run_id).timetuple()[:6] == started
+
+
+def test_a_run_gets_the_log_file_opened_last_before_it_started(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.locations import OutputDir
+    from runs.summary import log_file_of
+
+    output = OutputDir(tmp_path)
+    output.log_dir.mkdir()
+    for name in ("run-20261201T095300.log", "run-20261201T095550.log", "run-20261201T095600.log", "notes.log"):
+        (output.log_dir / name).write_text("")
+    assert log_file_of(output, SimpleNamespace(run_id="20261201-095557.570292")).name == "run-20261201T095550.log"
+    assert log_file_of(output, SimpleNamespace(run_id="2026-12-01T09:53:10.1")).name == "run-20261201T095300.log"
+    assert log_file_of(output, SimpleNamespace(run_id="2026-12-01T09:52:00.1")) is None
+    assert log_file_of(output, SimpleNamespace(run_id="not-a-time")) is None

@@ -142,3 +142,25 @@ def list_property(value: Any) -> list:
     recorded type (local and Beam runners), its JSON text where the Kubeflow V2 compiler made it
     a string parameter (KFP steps)."""
     return list(json.loads(value) if isinstance(value, str) else value)
+
+
+# --- pipeline run ids ------------------------------------------------------------------------------
+
+# How TFX's orchestrators name a run (the pipeline_run context): the local time it started.
+RUN_ID_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S.%f",  # LocalDagRunner: datetime.isoformat()
+    "%Y-%m-%dT%H:%M:%S",  # ... which leaves out a zero microsecond
+    "%Y%m%d-%H%M%S.%f",  # BeamDagRunner
+)
+
+
+def run_started(run_id: str):
+    """The local time a run started, read from its run id; None for a run id in no known format."""
+    import datetime
+
+    for fmt in RUN_ID_FORMATS:
+        try:
+            return datetime.datetime.strptime(run_id, fmt)
+        except ValueError:
+            continue
+    return None
