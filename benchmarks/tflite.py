@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-import local_runner
 from components.tflite_export import export
 from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, QUANTIZATION_MODES
 from pipeline.config import PipelineConfig
+from pipeline.locations import DEFAULT_OUTPUT_DIR, OutputDir
+from runs.execute import latest_run
 from tfx.utils import path_utils
 from upstream import formats
 
@@ -26,14 +27,14 @@ GOALS = {"size_ratio": 3.5, "agreement": DEFAULT_MIN_AGREEMENT, "latency_ratio":
 
 
 @click.command()
-@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("outputs"), show_default=True,
+@click.option("--output-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT_DIR, show_default=True,
               help="OUTPUT_DIR of a finished `make run`.")
 @click.option("--parity-examples", type=int, default=5000, show_default=True)
 def main(output_dir: Path, parity_examples: int) -> None:
-    config = PipelineConfig(output_dir=output_dir)
-    if not config.metadata_path.is_file():
-        raise click.ClickException(f"no MLMD store at {config.metadata_path}: run `make run OUTPUT_DIR={output_dir}` first")
-    run = local_runner.latest_run(config)
+    output = OutputDir(output_dir)
+    if not output.metadata_path.is_file():
+        raise click.ClickException(f"no MLMD store at {output.metadata_path}: run `make run OUTPUT_DIR={output_dir}` first")
+    run = latest_run(output, PipelineConfig().pipeline_name)
     model, examples = run.output("Trainer", "model"), run.output("CsvExampleGen", "examples")
     if model is None or examples is None:
         raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
