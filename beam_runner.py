@@ -25,12 +25,13 @@ from pipeline.beam import PROFILES, ProfileError, RunnerSettings, profile_args, 
 from runs import options as run_options
 
 
-def locations(output, data: str | None, beam_args: list[str], pipeline_root: str | None):
-    """Under the output directory, but for the pipeline root a cluster's workers can read."""
+def locations(output, data: str | None, beam_args: list[str], pipeline_root: str | None, metadata=None):
+    """Under the output directory, but for the pipeline root a cluster's workers can read and a
+    shared MLMD store if given."""
     from pipeline.locations import Locations
     from pipeline.schemas import CURATED_SCHEMA
 
-    where = Locations.under(output, data, CURATED_SCHEMA, beam_args)
+    where = Locations.under(output, data, CURATED_SCHEMA, beam_args, metadata)
     return where.replace(pipeline_root=pipeline_root) if pipeline_root else where
 
 
@@ -82,6 +83,7 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     config, output, data, beam = run_options.or_usage_error(lambda: (
         run_options.build_config(options), run_options.build_output(options), run_options.build_data(options),
         run_options.build_beam(options)))
+    store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
     try:
         args = profile_args(profile, settings, beam, data)
     except ProfileError as error:
@@ -92,15 +94,21 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     if not runs_here(profile):
         raise click.UsageError(f"profile {profile} needs a cluster this machine does not have; "
                                "--print-options shows its options")
+    from pipeline.metadata import StoreError
     from runs.console import heavy_imports
 
+    try:
+        store.check(write=True)
+    except StoreError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
     with heavy_imports(output.log_dir, verbose) as log_file:
         from data.validate import DataError
         from runs import execute
         from runs.errors import RunFailed
         from runs.state import RunLocked
     try:
-        execute.run(config, output, locations(output, data, args, pipeline_root), orchestrate, verbose,
+        execute.run(config, output, locations(output, data, args, pipeline_root, store), orchestrate, verbose,
                     write_report, log_file)
     except RunFailed as failure:
         click.echo(str(failure), err=True)

@@ -42,15 +42,22 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     The console shows one line per component and a summary; the full logs go to a file.
     """
     config, output, data, beam = _run_values(options)
+    store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
+    from pipeline.metadata import StoreError
     from runs.console import heavy_imports
 
+    try:
+        store.check(write=True)
+    except StoreError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
     with heavy_imports(output.log_dir, verbose) as log_file:  # after the options were found valid
         import local_runner
         from data.validate import DataError
         from runs.errors import RunFailed
         from runs.state import RunLocked
     try:
-        local_runner.run(config, output, data, beam, verbose=verbose, report=write_report, log_file=log_file)
+        local_runner.run(config, output, data, beam, store, verbose=verbose, report=write_report, log_file=log_file)
     except RunFailed as failure:
         click.echo(str(failure), err=True)
         sys.exit(1)
@@ -72,28 +79,32 @@ def _run_values(options: dict[str, Any]):
 @click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, show_default=True)
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Directory to write report.html, report.md and images/ to. [default: <output dir>/reports/run-<id>/]")
-def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None) -> None:
+@run_options.metadata_options
+def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None, **options: Any) -> None:
     """Write a run's report: self-contained HTML (pictures inline) and Markdown.
 
-    RUN is a run id, a unique prefix of one, latest (the default) or latest~N.
+    RUN is a run id, a unique prefix of one, latest (the default) or latest~N. A read-only
+    database user is enough.
     """
     import os
 
     output = run_options.or_usage_error(lambda: OutputDir(output_dir))
+    store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
     from runs.console import descriptors_to
 
     # TensorFlow's and TFMA's log lines are of no use here: they go nowhere (errors still raise).
     with descriptors_to(Path(os.devnull)):
         from lineage.query import Lineage
-        from lineage.store import LineageError, StoreAddress, open_store
+        from lineage.store import LineageError, open_store
         from runs import summary
+        from runs.execute import store_address
 
         try:
-            found = Lineage(open_store(StoreAddress(sqlite=output.metadata_path))).run(run_ref, pipeline=pipeline_name)
+            found = Lineage(open_store(store_address(store))).run(run_ref, pipeline=pipeline_name)
         except LineageError as error:
             raise click.ClickException(str(error))
         html_path, md_path = summary.write_report(
-            output, found, summary.log_file_of(output, found), out.absolute() if out else None)
+            output, store, found, summary.log_file_of(output, found), out.absolute() if out else None)
     click.echo(f"Report of run {found.run_id}: {html_path}\nMarkdown: {md_path}")
 
 

@@ -14,14 +14,16 @@ from lineage.query import RunInfo
 from pipeline.beam import DirectBeam
 from pipeline.config import PipelineConfig
 from pipeline.locations import Locations, OutputDir
+from pipeline.metadata import MetadataStore
 from pipeline.schemas import CURATED_SCHEMA
 from runs import execute
 from upstream import workarounds
 
 
-def locations(output: OutputDir, data: str | None, beam: DirectBeam) -> Locations:
-    """Everything under the output directory; Beam's DirectRunner in this process (or its children)."""
-    return Locations.under(output, data, CURATED_SCHEMA, beam.args(data))
+def locations(output: OutputDir, data: str | None, beam: DirectBeam, metadata: MetadataStore | None = None) -> Locations:
+    """Everything under the output directory but a shared MLMD store if given; Beam's DirectRunner
+    in this process (or its children)."""
+    return Locations.under(output, data, CURATED_SCHEMA, beam.args(data), metadata)
 
 
 def orchestrate(pipeline: tfx.dsl.Pipeline) -> None:
@@ -30,9 +32,10 @@ def orchestrate(pipeline: tfx.dsl.Pipeline) -> None:
 
 
 def run(config: PipelineConfig, output: OutputDir, data: str | None = None, beam: DirectBeam = DirectBeam(),
-        verbose: bool = False, report: bool = True, log_file: Path | None = None) -> RunInfo:
+        metadata: MetadataStore | None = None, verbose: bool = False, report: bool = True,
+        log_file: Path | None = None) -> RunInfo:
     """The whole pipeline on this machine; see runs.execute.run."""
-    return execute.run(config, output, locations(output, data, beam), orchestrate, verbose, report, log_file)
+    return execute.run(config, output, locations(output, data, beam, metadata), orchestrate, verbose, report, log_file)
 
 
 def draft_schema(config: PipelineConfig, data: str | None, beam: DirectBeam, destination: Path) -> Path:

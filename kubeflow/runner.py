@@ -118,7 +118,7 @@ def build_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: Dir
         schema_file=str(IMAGE_SCHEMA_FILE),
         pipeline_root=settings.pipeline_root,
         serving_dir=settings.serving_dir,
-        metadata_path=None,
+        metadata=None,
         beam_args=tuple(beam.args(settings.data)),
     )
     return create_pipeline(config.replace(pipeline_name=kfp_pipeline_name(config)), locations, settings.topology,

@@ -12,6 +12,7 @@ from typing import Any
 
 from components.tflite_export.options import SERVING_SUFFIX as TFLITE_SUFFIX
 from pipeline.config import ConfigError
+from pipeline.metadata import MetadataStore
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
 
@@ -81,26 +82,27 @@ class Locations:
     parameters fit where local paths do.
 
     data: a directory (or URI) of CSV files; None until the run machinery resolves the bundled data.
-    metadata_path: the SQLite MLMD store; None where the orchestrator brings its own (Kubeflow).
+    metadata: the MLMD store (pipeline.metadata); None where the orchestrator brings its own (Kubeflow).
     """
 
     data: Any  # str, or a tfx RuntimeParameter (Kubeflow)
     schema_file: str
     pipeline_root: str
     serving_dir: str
-    metadata_path: Path | None
+    metadata: MetadataStore | None
     beam_args: tuple[str, ...] = ()
 
     @classmethod
     def under(cls, output: OutputDir, data: str | None, schema_file: str | Path,
-              beam_args: tuple[str, ...] | list[str]) -> "Locations":
-        """The locations of a run whose state is all in one local output directory."""
+              beam_args: tuple[str, ...] | list[str], metadata: MetadataStore | None = None) -> "Locations":
+        """The locations of a run whose state is in one local output directory; its MLMD store
+        there too unless `metadata` names another (a team's database)."""
         return cls(
             data=data,
             schema_file=str(schema_file),
             pipeline_root=str(output.pipeline_root),
             serving_dir=str(output.serving_dir),
-            metadata_path=output.metadata_path,
+            metadata=metadata or MetadataStore(sqlite=output.metadata_path),
             beam_args=tuple(beam_args),
         )
 

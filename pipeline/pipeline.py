@@ -239,6 +239,4 @@ def _input_base(data) -> str | RuntimeParameter:
 
 
 def _metadata(locations: Locations):
-    if locations.metadata_path is None:
-        return None
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(locations.metadata_path))
+    return locations.metadata.connection_config() if locations.metadata is not None else None

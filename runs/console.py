@@ -153,16 +153,16 @@ class Progress(logging.Handler):
                     self._write("\r" + self.format_line(self.current) + "\033[K")
 
 
-def mlmd_node_state(sqlite: Path, pipeline_name: str) -> Callable[[str], str | None]:
+def mlmd_node_state(address, pipeline_name: str) -> Callable[[str], str | None]:
     """state_of(node_id): the MLMD state of the node's latest execution ("COMPLETE", "CACHED", ...)."""
 
     def state_of(node_id: str) -> str | None:
         # Imported here: the CLI imports this module before TensorFlow, to capture that import's logs.
         from ml_metadata.proto import metadata_store_pb2
 
-        from lineage.store import StoreAddress, open_store
+        from lineage.store import open_store
 
-        store = open_store(StoreAddress(sqlite=sqlite))
+        store = open_store(address)  # a lineage.store.StoreAddress
         context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
         executions = store.get_executions_by_context(context.id) if context else []
         if not executions:

@@ -20,6 +20,7 @@ from lineage.query import Lineage, RunInfo
 from lineage.store import StoreAddress, open_store
 from pipeline.config import PipelineConfig
 from pipeline.locations import Locations, OutputDir, is_uri
+from pipeline.metadata import MetadataStore
 from pipeline.pipeline import create_pipeline, create_schema_pipeline, schema_pipeline_name
 from pipeline.schemas import CURATED_SCHEMA, schema_columns, stage_schema
 from runs import state, summary as summaries
@@ -37,6 +38,8 @@ def prepare(output: OutputDir, locations: Locations) -> Locations:
     that follows its content (pipeline.schemas.stage_schema), under a local pipeline root.
     """
     output.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if locations.metadata is not None and locations.metadata.sqlite is not None:
+        locations.metadata.sqlite.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = locations.data or str(taxi.materialize())
     if not is_uri(data):
         check_csv_dir(Path(data), schema_columns(Path(locations.schema_file)))
@@ -55,9 +58,9 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
     write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
     started (the CLI logs its imports there). Raises RunFailed, DataError, RunLocked.
     """
-    with state.guarded(output.path, output.metadata_path):
+    with state.guarded(output.path, locations.metadata, locations.pipeline_root):
         locations = prepare(output, locations)
-        state_of = mlmd_node_state(output.metadata_path, config.pipeline_name)
+        state_of = mlmd_node_state(store_address(locations.metadata), config.pipeline_name)
         report_paths = None
         with captured_run(output.log_dir, 0, state_of, verbose, log_file) as captured:
             log_file = captured.log_file
@@ -73,10 +76,10 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
                 logging.exception("The run failed")
                 failed = captured.progress.fail()
                 raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
-            finished = latest_run(output, config.pipeline_name)
+            finished = latest_run(locations.metadata, config.pipeline_name)
             if report:
                 try:
-                    report_paths = summaries.write_report(output, finished, log_file)
+                    report_paths = summaries.write_report(output, locations.metadata, finished, log_file)
                 except Exception as error:  # the run itself succeeded: say so, and why the report is missing
                     logging.exception("Writing the run report failed")
                     report_paths = first_error_line(error)
@@ -84,9 +87,19 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
     return finished
 
 
-def latest_run(output: OutputDir, pipeline_name: str) -> RunInfo:
-    """The pipeline's most recent run, read back from the output directory's MLMD store."""
-    return Lineage(open_store(StoreAddress(sqlite=output.metadata_path))).latest_run(pipeline_name)
+def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str) -> RunInfo:
+    """The pipeline's most recent run, read back from its MLMD store (an output directory's own)."""
+    if isinstance(metadata, OutputDir):
+        metadata = MetadataStore(sqlite=metadata.metadata_path)
+    return Lineage(open_store(store_address(metadata))).latest_run(pipeline_name)
+
+
+def store_address(metadata: MetadataStore) -> StoreAddress:
+    """The store as lineage opens it for reading."""
+    if metadata.sqlite is not None:
+        return StoreAddress(sqlite=metadata.sqlite)
+    return StoreAddress(mysql_host=metadata.host, mysql_port=metadata.port, mysql_database=metadata.database,
+                        mysql_user=metadata.user, mysql_password=metadata.password)
 
 
 def draft_schema(config: PipelineConfig, data: str | None, beam_args: list[str], orchestrate: Orchestrate,

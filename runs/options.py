@@ -15,6 +15,7 @@ from typing import Any, Callable
 import click
 
 from models.hyperparameters import Hyperparameters
+from pipeline import metadata
 from pipeline.beam import BEAM_MODES, DirectBeam
 from pipeline.config import ConfigError, PipelineConfig, option_name
 from pipeline.locations import DEFAULT_OUTPUT_DIR, OutputDir, check_data
@@ -90,9 +91,21 @@ def beam_options(command: Callable) -> Callable:
     ])
 
 
+def metadata_options(command: Callable) -> Callable:
+    return _apply(command, [
+        click.option("--metadata-store", "metadata_store", default=None, envvar="MLMD_STORE",
+                     help="The MLMD store: an SQLite file, or mysql://USER@HOST[:PORT]/DATABASE (password from "
+                          f"${metadata.PASSWORD_ENV} or --metadata-password-file). [default: <output dir>/metadata.sqlite; "
+                          "env: MLMD_STORE]"),
+        click.option("--metadata-password-file", "metadata_password_file", type=click.Path(path_type=Path),
+                     default=None, help="A file only you can read holding the database password. "
+                                        f"[env: {metadata.PASSWORD_FILE_ENV}]"),
+    ])
+
+
 def run_options(command: Callable) -> Callable:
-    """What a run on this machine takes: where its state and data are, Beam's mode, the config."""
-    return output_dir_option(data_option(beam_options(config_options(command))))
+    """What a run on this machine takes: where its state, data and store are, Beam's mode, the config."""
+    return output_dir_option(data_option(metadata_options(beam_options(config_options(command)))))
 
 
 def _split_tuple(field: dataclasses.Field, value: Any) -> tuple:
@@ -128,6 +141,11 @@ def build_output(options: dict[str, Any]) -> OutputDir:
 def build_data(options: dict[str, Any]) -> str | None:
     """--data-dir checked: a local directory of CSV files, a URI, or None (the bundled data)."""
     return check_data(options.get("data_dir"))
+
+
+def build_metadata(options: dict[str, Any], output: OutputDir) -> metadata.MetadataStore:
+    """--metadata-store: a database store, or an SQLite file (by default the output directory's)."""
+    return metadata.parse(options.get("metadata_store"), output.metadata_path, options.get("metadata_password_file"))
 
 
 def build_beam(options: dict[str, Any]) -> DirectBeam:

@@ -17,6 +17,8 @@ from pathlib import Path
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
+from pipeline.metadata import MetadataStore
+
 LOCK_FILE = ".run.lock"
 
 
@@ -60,27 +62,38 @@ def private_files() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def guarded(output_dir: Path, metadata_path: Path) -> Iterator[None]:
+def guarded(output_dir: Path, metadata: MetadataStore, pipeline_root: str) -> Iterator[None]:
     """What every run on this machine holds: user-only files, the output directory's lock, and
     the executions an interrupted earlier run left behind reported (and cancelled)."""
     with private_files(), exclusive_run(output_dir):
-        for line in abandon_interrupted(metadata_path):
+        for line in abandon_interrupted(metadata, pipeline_root):
             print(f"Note: {line}")
         yield
 
 
-def abandon_interrupted(metadata_path: Path) -> list[str]:
+def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str]:
     """Marks executions left RUNNING or NEW by a killed run as CANCELED, and their pending outputs
-    ABANDONED; returns one line per execution. Call only while holding the run lock."""
-    if not metadata_path.is_file():
+    ABANDONED; returns one line per execution. Call only while holding the run lock.
+
+    An SQLite store belongs to its output directory, whose lock this run holds: every unfinished
+    execution in it is a killed run's. A database store is shared: another user's run may be
+    live, so only executions whose outputs lie under this run's pipeline root are touched.
+    """
+    if metadata.sqlite is not None and not metadata.sqlite.is_file():
         return []
-    config = mlmd.ConnectionConfig()
-    config.sqlite.filename_uri = str(metadata_path)
-    config.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(config)
+    store = metadata_store.MetadataStore(metadata.connection_config())
     stale = [e for e in store.get_executions() if e.last_known_state in (mlmd.Execution.RUNNING, mlmd.Execution.NEW)]
     if not stale:
         return []
+    events = store.get_events_by_execution_ids([e.id for e in stale])
+    outputs = {a.id: a for a in store.get_artifacts_by_id(
+        {e.artifact_id for e in events if e.type in (mlmd.Event.OUTPUT, mlmd.Event.PENDING_OUTPUT)})}
+    if metadata.is_server:
+        root = pipeline_root.rstrip("/") + "/"
+        ours = {e.execution_id for e in events if e.artifact_id in outputs and outputs[e.artifact_id].uri.startswith(root)}
+        stale = [e for e in stale if e.id in ours]
+        if not stale:
+            return []
     types = {t.id: t.name for t in store.get_execution_types()}
     lines = []
     for execution in stale:
@@ -88,9 +101,10 @@ def abandon_interrupted(metadata_path: Path) -> list[str]:
         component = types.get(execution.type_id, "?").rsplit(".", 1)[-1]
         lines.append(f"execution {execution.id} ({component}) of an interrupted run: marked CANCELED")
     store.put_executions(stale)
-    events = store.get_events_by_execution_ids([e.id for e in stale])
-    outputs = store.get_artifacts_by_id({e.artifact_id for e in events if e.type in (mlmd.Event.OUTPUT, mlmd.Event.PENDING_OUTPUT)})
-    pending = [a for a in outputs if a.state in (mlmd.Artifact.PENDING, mlmd.Artifact.UNKNOWN)]
+    stale_ids = {e.id for e in stale}
+    pending = [outputs[e.artifact_id] for e in events if e.execution_id in stale_ids and e.artifact_id in outputs
+               and outputs[e.artifact_id].state in (mlmd.Artifact.PENDING, mlmd.Artifact.UNKNOWN)]
+    pending = list({a.id: a for a in pending}.values())
     for artifact in pending:
         artifact.state = mlmd.Artifact.ABANDONED
     if pending:

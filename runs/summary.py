@@ -6,6 +6,7 @@ from pathlib import Path
 from lineage.query import RunInfo
 from pipeline.config import PipelineConfig
 from pipeline.locations import Locations, OutputDir
+from pipeline.metadata import MetadataStore
 from report import build as report_build
 from runs.console import LOG_NAME_FORMAT
 from upstream import formats
@@ -44,7 +45,7 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
     elif report_paths:
         lines.append(f"Report:        not written ({report_paths}; see the log)")
     lines += [
-        f"MLMD store:    {output.metadata_path}",
+        f"MLMD store:    {locations.metadata.describe() if locations.metadata else output.metadata_path}",
         f"TensorBoard:   tensorboard --logdir {output.tensorboard_dir}  (or: make tensorboard OUTPUT_DIR={output.path})",
         f"Logs:          {log_file}",
     ]
@@ -63,10 +64,10 @@ def describe_tflite(props: dict) -> str:
     )
 
 
-def write_report(output: OutputDir, run: RunInfo, log_file: Path | None = None,
+def write_report(output: OutputDir, metadata: MetadataStore, run: RunInfo, log_file: Path | None = None,
                  directory: Path | None = None) -> tuple[Path, Path]:
     """Writes the run's report (report.html, self-contained, and report.md) and returns their paths."""
-    where = {"MLMD store": str(output.metadata_path), "TensorBoard logs": str(output.tensorboard_dir)}
+    where = {"MLMD store": metadata.describe(), "TensorBoard logs": str(output.tensorboard_dir)}
     if log_file is not None:
         where["Log file"] = str(log_file)
     report = report_build.collect(run, where)

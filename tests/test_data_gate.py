@@ -13,6 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from components.data_gate import gate
 from data import taxi
 from data.validate import DataError, check_csv_dir
+from pipeline.metadata import MetadataStore
 from pipeline.schemas import CURATED_SCHEMA, schema_columns
 from runs import state as run_state
 
@@ -161,13 +162,13 @@ def test_interrupted_executions_are_cancelled_and_their_outputs_abandoned(tmp_pa
     store.put_events([mlmd.Event(execution_id=running, artifact_id=partial, type=mlmd.Event.PENDING_OUTPUT)])
     del store
 
-    lines = run_state.abandon_interrupted(path)
+    lines = run_state.abandon_interrupted(MetadataStore(sqlite=path), str(tmp_path))
     assert lines == [f"execution {running} (Trainer) of an interrupted run: marked CANCELED"]
     store = metadata_store.MetadataStore(config)
     states = {e.id: e.last_known_state for e in store.get_executions()}
     assert states == {done: mlmd.Execution.COMPLETE, running: mlmd.Execution.CANCELED}
     assert store.get_artifacts_by_id([partial])[0].state == mlmd.Artifact.ABANDONED
-    assert run_state.abandon_interrupted(path) == []  # nothing left to report
+    assert run_state.abandon_interrupted(MetadataStore(sqlite=path), str(tmp_path)) == []  # nothing left to report
 
 
 def _gate_history(store, runs: list[int], count: int) -> tuple[list[int], dict[int, int]]:

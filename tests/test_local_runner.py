@@ -24,7 +24,7 @@ def test_the_staged_schema_path_follows_its_content(tmp_path):
 def test_a_local_run_keeps_all_its_state_under_the_output_dir(tmp_path):
     out = tmp_path / "out"
     where = local_runner.locations(OutputDir(out), None, DirectBeam("in_memory"))
-    for path in (where.pipeline_root, where.serving_dir, where.metadata_path, where.serving_model_dir("taxi"),
+    for path in (where.pipeline_root, where.serving_dir, where.metadata.sqlite, where.serving_model_dir("taxi"),
                  where.tflite_serving_dir("taxi")):
         assert Path(path).is_relative_to(out), path
     assert where.serving_model_dir("taxi") == str(out / "serving" / "taxi")
