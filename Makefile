@@ -7,7 +7,7 @@
 #   make test-slow                          the default suite plus the slow checks
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
 #   make report [RUN=latest~1]              (re)write a run's report (make run writes one for each run)
-#   make tensorboard [OUTPUT_DIR=dir]       TensorBoard on the Trainer's logs (port 6006)
+#   make tensorboard [OUTPUT_DIR=dir] [ARGS="--port 6007"]   TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
@@ -15,7 +15,7 @@
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
-#   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://...   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
+#   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://... [KFP_DATA_DIR=gs://...]   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
 #   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
 
 OUTPUT_DIR ?= outputs
@@ -50,7 +50,7 @@ exec:
 	$(ENV) exec bash -c $(QUOTED_CMD)
 
 tensorboard:
-	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)"
+	$(ENV) exec python -m cli tensorboard --output-dir "$(OUTPUT_DIR)" $(ARGS)
 
 # The run's report: <OUTPUT_DIR>/reports/run-<time>/report.html (self-contained) and report.md.
 report:
