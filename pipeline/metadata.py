@@ -87,7 +87,10 @@ class MetadataStore:
             code = error.args[0] if error.args else None
             reason = {
                 1045: f"access denied for user {self.user!r} (wrong password, or no password in ${PASSWORD_ENV})",
-                1044: f"user {self.user!r} may not use database {self.database!r}",
+                # A server answers 1044 for a database that does not exist when the user may see
+                # only its own: the two cannot be told apart from here.
+                1044: f"no database {self.database!r} that user {self.user!r} may use (missing, or no rights "
+                      "on it; an admin creates it once)",
                 1049: f"no database {self.database!r} on the server (an admin creates it once)",
             }.get(code, f"cannot reach the server ({_first_line(error)})")
             raise StoreError(f"metadata store {where}: {reason}") from None

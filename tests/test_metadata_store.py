@@ -1,0 +1,190 @@
+"""A metadata store a team shares: runs and lineage on MLMD over a real MariaDB server.
+
+The server is Debian's mariadb-server, started by tests/mariadb.py on 127.0.0.1 with its data in
+a temporary directory (no mock). Two output directories run the pipeline into one database at
+the same time; a SELECT-only user reads it; the password shows up nowhere.
+"""
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from data import taxi
+from pipeline.config import ConfigError
+from pipeline.metadata import MetadataStore, StoreError, parse
+from tests import mariadb
+from tests.conftest import REPO, SMALL_RUN
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mariadb.mariadb(tmp_path_factory.mktemp("mariadb")) as running:
+        yield running
+
+
+# --- the option's spelling and the password --------------------------------------------------------
+
+
+def test_a_path_or_nothing_is_an_sqlite_file(tmp_path):
+    assert parse(None, tmp_path / "metadata.sqlite") == MetadataStore(sqlite=tmp_path / "metadata.sqlite")
+    assert parse(str(tmp_path / "team.sqlite"), tmp_path / "x").sqlite == tmp_path / "team.sqlite"
+
+
+def test_a_mysql_url_names_user_host_port_and_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLMD_MYSQL_PASSWORD", "from-env")
+    store = parse("mysql://ana@db.example:3307/team_mlmd", tmp_path)
+    assert (store.user, store.host, store.port, store.database, store.password) == (
+        "ana", "db.example", 3307, "team_mlmd", "from-env")
+    assert parse("mysql://ana@db.example/team_mlmd", tmp_path).port == 3306
+    assert "from-env" not in repr(store) and "from-env" not in str(store)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("mysql://ana:secret@db/m", "no password in the URI"),
+    ("postgresql://ana@db/m", "expects a file or mysql://"),
+    ("mysql://db/m", "expects mysql://USER@HOST"),
+    ("mysql://ana@db/", "expects mysql://USER@HOST"),
+])
+def test_bad_urls_are_refused_naming_the_option(value, message, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        parse(value, tmp_path)
+    assert error.value.option == "--metadata-store" and message in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_the_password_file_must_be_the_users_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLMD_MYSQL_PASSWORD", raising=False)
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    secret.chmod(0o640)
+    with pytest.raises(ConfigError) as error:
+        parse("mysql://ana@db/m", tmp_path, secret)
+    assert error.value.option == "--metadata-password-file" and str(secret) in str(error.value)
+    assert "from-file" not in str(error.value)
+    secret.chmod(0o600)
+    assert parse("mysql://ana@db/m", tmp_path, secret).password == "from-file"
+
+
+# --- the server says no: one line naming host, user and database ----------------------------------
+
+
+def _store(server, user, password, database=mariadb.DATABASE, port=None):
+    return MetadataStore(host="127.0.0.1", port=port or server.port, database=database, user=user, password=password)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("wrong password", "access denied for user 'writer'"),
+    ("missing database", "no database 'nowhere' that user 'writer' may use"),
+    ("unreachable", "cannot reach the server"),
+    ("read-only user", "user 'reader' may only read it"),
+])
+def test_a_store_that_cannot_be_used_is_named_in_one_line(server, case, message):
+    store = {
+        "wrong password": _store(server, mariadb.WRITER, "not-the-password"),
+        "missing database": _store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD, database="nowhere"),
+        "unreachable": _store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD, port=mariadb.free_port()),
+        "read-only user": _store(server, mariadb.READER, mariadb.READER_PASSWORD),
+    }[case]
+    with pytest.raises(StoreError) as error:
+        store.check(write=True)
+    text = str(error.value)
+    assert message in text and f"@127.0.0.1:{store.port}/{store.database}" in text, text
+    assert "\n" not in text and store.password not in text
+
+
+def test_a_writer_passes_and_a_reader_may_read(server):
+    _store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD).check(write=True)
+    _store(server, mariadb.READER, mariadb.READER_PASSWORD).check(write=False)
+
+
+def test_run_refuses_a_read_only_user_before_anything_runs(server, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli.main, ["run", "--output-dir", str(out), "--metadata-store", server.url(mariadb.READER)],
+        env={"MLMD_MYSQL_PASSWORD": mariadb.READER_PASSWORD})
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: metadata store {server.url(mariadb.READER)}: user 'reader' may "
+        "only read it; a run needs a user with write rights (INSERT, UPDATE, CREATE on the database)"]
+    assert not out.exists()
+
+
+# --- a team on one store ---------------------------------------------------------------------------
+
+
+def _run(out: Path, data: Path, store_url: str, password: str, *extra: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(out), "--data-dir", str(data),
+            "--metadata-store", store_url, *SMALL_RUN, *extra]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1200,
+                          env=mariadb.env_with_password(password))
+
+
+@pytest.fixture(scope="module")
+def two_users(server, tmp_path_factory):
+    """Two output directories (two people, two data sets) running into the one database at once."""
+    root = tmp_path_factory.mktemp("team")
+    people = {}
+    for name, rows in (("ana", 600), ("bo", 650)):
+        people[name] = (root / name / "out", taxi.write_sample(root / name / "data", rows=rows))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(people, pool.map(
+            lambda item: _run(item[0], item[1], server.url(mariadb.WRITER), mariadb.WRITER_PASSWORD),
+            people.values())))
+    return people, results
+
+
+@pytest.mark.e2e
+def test_two_runs_at_once_into_one_store_both_complete_and_each_traces_to_its_own_data(server, two_users):
+    from lineage.query import Lineage
+    from lineage.store import open_store
+    from runs.execute import store_address
+
+    people, results = two_users
+    for name, result in results.items():
+        assert result.returncode == 0, (name, result.stdout[-3000:] + result.stderr[-3000:])
+        assert f"MLMD store:    {server.url(mariadb.WRITER)}" in result.stdout
+    reader = Lineage(open_store(store_address(_store(server, mariadb.READER, mariadb.READER_PASSWORD))))
+    runs = reader.runs("chicago_taxi")
+    assert len(runs) == 2 and {r.state for r in runs} == {"COMPLETE"}
+    for name, (out, data) in people.items():
+        [pushed] = [a for r in runs for e in r.executions if e.node_id == "Pusher" for a in e.outputs["pushed_model"]
+                    if a.uri.startswith(str(out))]
+        trace = reader.trace(str(pushed.id))
+        [example_gen] = [e for e in trace.executions.values() if e.node_id == "CsvExampleGen"]
+        assert example_gen.properties["input_base"] == str(data), (name, example_gen.properties)
+        assert all(a.uri.startswith(str(out)) for a in trace.artifacts.values()), name
+
+
+@pytest.mark.e2e
+def test_the_password_is_nowhere_a_run_writes(server, two_users):
+    people, results = two_users
+    for result in results.values():
+        assert mariadb.WRITER_PASSWORD not in result.stdout + result.stderr
+    for out, _ in people.values():
+        for path in out.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert mariadb.WRITER_PASSWORD.encode() not in path.read_bytes(), path
+    # Nor in MLMD: every table of the database, dumped as text.
+    dump = subprocess.run(["mariadb-dump", "-uroot", f"--socket={server.socket}", mariadb.DATABASE],
+                          capture_output=True, text=True, timeout=120)
+    assert dump.returncode == 0 and "INSERT INTO" in dump.stdout, dump.stderr
+    assert mariadb.WRITER_PASSWORD not in dump.stdout
+
+
+@pytest.mark.e2e
+def test_a_read_only_user_writes_the_report(server, two_users):
+    people, _ = two_users
+    out, _ = people["ana"]
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "report", "latest", "--output-dir", str(out), "--out", str(out / "ro-report"),
+         "--metadata-store", server.url(mariadb.READER)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=mariadb.env_with_password(mariadb.READER_PASSWORD))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "ro-report" / "report.html").is_file()
+    assert server.url(mariadb.READER) in (out / "ro-report" / "report.md").read_text()
