@@ -113,7 +113,7 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     except RunFailed as failure:
         click.echo(str(failure), err=True)
         sys.exit(1)
-    except (DataError, RunLocked) as error:
+    except (DataError, RunLocked, StoreError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
 

@@ -61,7 +61,7 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     except RunFailed as failure:
         click.echo(str(failure), err=True)
         sys.exit(1)
-    except (DataError, RunLocked) as failure:
+    except (DataError, RunLocked, StoreError) as failure:
         click.echo(f"Error: {failure}", err=True)
         sys.exit(1)
 

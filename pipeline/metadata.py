@@ -10,6 +10,7 @@ before anything runs, so an unreachable server, a wrong password, a missing data
 without write rights each get one line that names host, user and database.
 """
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -103,6 +104,42 @@ class MetadataStore:
         if write and not any(word in grants for word in ("ALL PRIVILEGES", "INSERT")):
             raise StoreError(f"metadata store {where}: user {self.user!r} may only read it; a run needs a user "
                              "with write rights (INSERT, UPDATE, CREATE on the database)")
+
+
+    def open(self):
+        """An ml_metadata MetadataStore for writing, its schema created when the database is new.
+
+        Two runs that start on a new database at once would both create MLMD's tables and one
+        would find the other's half made ("Table 'mlmd.Attribution' doesn't exist"): on a server
+        the schema is created under the server's named lock, so the second waits for the first.
+        """
+        from ml_metadata import metadata_store
+
+        try:
+            if not self.is_server:
+                return metadata_store.MetadataStore(self.connection_config())
+            with self._server_lock("tfx_taxi_mlmd_schema"):
+                return metadata_store.MetadataStore(self.connection_config())
+        except StoreError:
+            raise
+        except Exception as error:  # MLMD's C++ layer raises RuntimeError and its own StatusErrors
+            raise StoreError(f"metadata store {self.describe()}: {_first_line(error)}") from None
+
+    @contextlib.contextmanager
+    def _server_lock(self, name: str, timeout_s: int = 120):
+        import pymysql
+
+        connection = pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password or "",
+                                     database=self.database, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, %s)", (name, timeout_s))
+                if cursor.fetchone()[0] != 1:
+                    raise StoreError(f"metadata store {self.describe()}: another run held the lock {name!r} "
+                                     f"for {timeout_s} s")
+            yield
+        finally:
+            connection.close()  # releases the lock
 
 
 def parse(value: str | Path | None, default: Path, password_file: str | Path | None = None) -> MetadataStore:

@@ -222,14 +222,37 @@ def descriptors_to(path: Path) -> Iterator[TextIO]:
         console.close()
 
 
+class Redact(logging.Filter):
+    """Replaces secrets in log records before any handler writes them.
+
+    TFX's LocalDagRunner logs the whole deployment config ("Using deployment config",
+    "Using connection config"), a database store's password included.
+    """
+
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(secret in text for secret in self.secrets):
+                for secret in self.secrets:
+                    text = text.replace(secret, "********")
+                record.msg, record.args = text, None
+        return True
+
+
 @contextmanager
 def captured_run(log_dir: Path, total: int, state_of: Callable[[str], str | None],
-                 verbose: bool = False, log_file: Path | None = None) -> Iterator[CapturedRun]:
+                 verbose: bool = False, log_file: Path | None = None,
+                 secrets: tuple[str, ...] = ()) -> Iterator[CapturedRun]:
     """The run's log file and console: quiet (everything to the file) unless `verbose`.
 
     Every log record goes to the file in both modes. Quiet, the root logger's other handlers
     (absl's, which writes to stderr) are set aside for the run, so records are not written twice
     into the file; verbose, they stay and the console shows everything, progress lines included.
+    `secrets` never reach a handler (Redact).
     """
     log_file = log_file or log_file_path(log_dir)
     handler = logging.FileHandler(log_file)
@@ -244,11 +267,16 @@ def captured_run(log_dir: Path, total: int, state_of: Callable[[str], str | None
             root.handlers = []
         root.addHandler(handler)
         root.addHandler(progress)
+        redact = Redact(secrets)
+        for each in root.handlers:
+            each.addFilter(redact)
         root.setLevel(logging.INFO)
         absl_logging.set_verbosity(absl_logging.INFO)
         try:
             yield CapturedRun(log_file, console, progress)
         finally:
+            for each in root.handlers:
+                each.removeFilter(redact)
             progress.close()
             root.handlers = previous_handlers
             root.setLevel(previous_level)

@@ -62,7 +62,8 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
         locations = prepare(output, locations)
         state_of = mlmd_node_state(store_address(locations.metadata), config.pipeline_name)
         report_paths = None
-        with captured_run(output.log_dir, 0, state_of, verbose, log_file) as captured:
+        secrets = (locations.metadata.password,) if locations.metadata and locations.metadata.password else ()
+        with captured_run(output.log_dir, 0, state_of, verbose, log_file, secrets) as captured:
             log_file = captured.log_file
             logging.info("Run configuration: %s; locations: %s", config, locations)
             try:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 from pipeline.metadata import MetadataStore
@@ -81,7 +80,7 @@ def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str
     """
     if metadata.sqlite is not None and not metadata.sqlite.is_file():
         return []
-    store = metadata_store.MetadataStore(metadata.connection_config())
+    store = metadata.open()
     stale = [e for e in store.get_executions() if e.last_known_state in (mlmd.Execution.RUNNING, mlmd.Execution.NEW)]
     if not stale:
         return []

@@ -153,8 +153,8 @@ def test_two_runs_at_once_into_one_store_both_complete_and_each_traces_to_its_ow
     runs = reader.runs("chicago_taxi")
     assert len(runs) == 2 and {r.state for r in runs} == {"COMPLETE"}
     for name, (out, data) in people.items():
-        [pushed] = [a for r in runs for e in r.executions if e.node_id == "Pusher" for a in e.outputs["pushed_model"]
-                    if a.uri.startswith(str(out))]
+        pushes = [reader.run(r.run_id).output("Pusher", "pushed_model") for r in runs]
+        [pushed] = [a for a in pushes if a is not None and a.uri.startswith(str(out))]
         trace = reader.trace(str(pushed.id))
         [example_gen] = [e for e in trace.executions.values() if e.node_id == "CsvExampleGen"]
         assert example_gen.properties["input_base"] == str(data), (name, example_gen.properties)
