@@ -2,7 +2,7 @@
 # environment on first use (natively, or in a Debian 13 root filesystem where this machine's
 # glibc is too old for TFX 1.21's wheels) and reuses it after that.
 #
-#   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [ARGS="--train-steps 500 ..."]
+#   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [METADATA_STORE=mysql://user@host/db] [ARGS="--train-steps 500 ..."]
 #   make test [ARGS="-k config ..."]        the default suite (what CI runs)
 #   make test-slow                          the default suite plus the slow checks
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
@@ -20,6 +20,9 @@
 
 OUTPUT_DIR ?= outputs
 DATA_DIR ?=
+# The MLMD store: default <OUTPUT_DIR>/metadata.sqlite; a team's mysql://USER@HOST[:PORT]/DATABASE
+# (password from MLMD_MYSQL_PASSWORD or MLMD_MYSQL_PASSWORD_FILE, never on the command line).
+METADATA_STORE ?=
 ARGS ?=
 CMD ?=
 RUN ?= latest
@@ -29,11 +32,12 @@ ENV := bash tools/env.sh
 # The user's own paths: tools/env.sh refuses, up front, any the environment could not see.
 export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite schema env lock clean kfp kfp-submit
 
 run:
-	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(ARGS)
+	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(ARGS)
 
 test:
 	$(ENV) selftest
@@ -54,7 +58,7 @@ tensorboard:
 
 # The run's report: <OUTPUT_DIR>/reports/run-<time>/report.html (self-contained) and report.md.
 report:
-	$(ENV) exec python -m cli report $(RUN) --output-dir "$(OUTPUT_DIR)" $(ARGS)
+	$(ENV) exec python -m cli report $(RUN) --output-dir "$(OUTPUT_DIR)" $(STORE_OPT) $(ARGS)
 
 bench-lineage:
 	$(ENV) exec python -m lineage.bench --mlmd-sqlite "$(OUTPUT_DIR)/metadata.sqlite" $(ARGS)
