@@ -7,6 +7,7 @@ store. A few hundred rows and a few training steps keep it to a couple of minute
 from pathlib import Path
 
 import ml_metadata as mlmd
+import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
@@ -24,6 +25,34 @@ ALL_NODES = {
     "accepted_statistics_resolver", "DataGate",
 }
 UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"}
+
+def _eval_records(summary: RunInfo) -> list[bytes]:
+    """The whole eval split CsvExampleGen wrote: serialized tf.Examples of raw features."""
+    examples_uri = summary.output("CsvExampleGen", "examples").uri
+    files = sorted(tf.io.gfile.glob(f"{examples_uri}/Split-eval/*.gz"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def _labels(records: list[bytes]) -> np.ndarray:
+    """The README's label from the raw values: tip > 20% of the fare (0 where the fare is missing)."""
+    labels = []
+    for record in records:
+        feature = tf.train.Example.FromString(record).features.feature
+        fare, tips = feature["fare"].float_list.value, feature["tips"].float_list.value
+        labels.append(int(bool(fare) and (tips[0] if tips else 0.0) > 0.2 * fare[0]))
+    return np.array(labels)
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC by ranks (Mann-Whitney): the chance a positive scores above a negative, ties half."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(above / (len(positives) * len(negatives)))
+
+
+def _directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
 
 def _pushed_version(summary: RunInfo) -> Path:
     pushed = summary.output("Pusher", "pushed_model")
@@ -58,16 +87,21 @@ def test_pushed_model_answers_serialized_eval_examples_with_probabilities(two_ru
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]
     probabilities = serve(examples=tf.constant(records))["probabilities"].numpy()
     assert probabilities.shape == (32, 1)
-    assert ((probabilities >= 0) & (probabilities <= 1)).all()
     assert probabilities.std() > 0  # the model looks at its inputs
 
 
-def test_the_evaluation_holds_the_gated_metrics(two_runs):
+def test_the_evaluation_holds_the_gated_metrics_of_the_pushed_model_on_the_eval_split(two_runs):
     _, _, (_, summary), _ = two_runs
     metrics = overall_metrics(summary.output("Evaluator", "evaluation").uri)
     assert {"auc", "binary_accuracy", "example_count", "calibration"} <= set(metrics)
-    assert metrics["example_count"] > 100
-    assert 0.6 <= metrics["auc"] <= 1
+    # Recomputed here from the pushed model's answers on every eval example and the README's label.
+    records = _eval_records(summary)
+    labels = _labels(records)
+    serve = tf.saved_model.load(str(_pushed_version(summary))).signatures["serving_default"]
+    scores = serve(examples=tf.constant(records))["probabilities"].numpy().reshape(-1)
+    assert metrics["example_count"] == len(records)
+    assert metrics["binary_accuracy"] == pytest.approx(((scores > 0.5) == labels).mean(), abs=1.5 / len(records))
+    assert metrics["auc"] == pytest.approx(_auc(scores, labels), abs=0.01)  # TFMA: 10,000 thresholds
 
 
 def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
@@ -77,7 +111,12 @@ def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
     model = summary.output("Trainer", "model")
     props = tflite.properties
     assert props["exported"] == 1 and props["quantization"] == "dynamic"
-    assert props["agreement"] >= 0.99 and props["tflite_bytes"] > 0 and props["size_ratio"] > 1
+    # The sizes recorded are those of the files: the TFLite model, and the SavedModel's weights.
+    pushed = Path(props["pushed_destination"])
+    assert props["tflite_bytes"] == (pushed / "model.tflite").stat().st_size
+    weights = _directory_bytes(_pushed_version(summary) / "variables")
+    assert props["saved_model_weights_bytes"] == weights
+    assert props["size_ratio"] == pytest.approx(weights / props["tflite_bytes"]) and props["size_ratio"] > 1
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(output_dir / "metadata.sqlite")
@@ -100,8 +139,17 @@ def test_the_tflite_file_is_pushed_beside_the_serving_model_with_its_version(two
     assert pushed == output_dir / "serving" / "taxi_tflite" / version.name
     assert sorted(p.name for p in pushed.iterdir()) == ["device_contract.json", "metadata.json", "model.tflite"]
     runner = Interpreter(model_path=str(pushed / "model.tflite")).get_signature_runner("device")
-    assert "probabilities" in runner.get_output_details()
     assert f"TFLite model:  {pushed} (dynamic" in first.stdout
+    # It takes the SavedModel's decision on the eval split as often as recorded, and the gate's 99%.
+    records = _eval_records(summary)
+    saved_model = tf.saved_model.load(str(version))
+    expected = saved_model.signatures["serving_default"](examples=tf.constant(records))["probabilities"].numpy()
+    inputs = saved_model.signatures["device_inputs"](examples=tf.constant(records))
+    actual = runner(**{k: v.numpy() for k, v in inputs.items()})["probabilities"]
+    agreement = ((actual.reshape(-1) >= 0.5) == (expected.reshape(-1) >= 0.5)).mean()
+    props = summary.output("TFLiteExport", "tflite_model").properties
+    assert props["parity_examples"] == len(records)
+    assert props["agreement"] == pytest.approx(agreement, abs=0.5 / len(records)) and agreement >= 0.99  # the same count
 
 
 def test_an_unchanged_rerun_is_served_from_cache_through_the_push(two_runs):
