@@ -3,8 +3,9 @@
 # glibc is too old for TFX 1.21's wheels) and reuses it after that.
 #
 #   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [METADATA_STORE=mysql://user@host/db] [ARGS="--train-steps 500 ..."]
-#   make test [ARGS="-k config ..."]        the default suite (what CI runs)
-#   make test-slow                          the default suite plus the slow checks
+#   make test [ARGS="-k config ..."]        the default suite (CI runs it, then ARGS="-m slow")
+#   make test ARGS="-m slow"                the slow tier alone (tests marked slow)
+#   make test-slow                          the default suite plus the slow tier
 #   make exec CMD="python3 my_script.py"    any command inside the project environment
 #   make report [RUN=latest~1]              (re)write a run's report (make run writes one for each run)
 #   make tensorboard [OUTPUT_DIR=dir] [ARGS="--port 6007"]   TensorBoard on the Trainer's logs (port 6006)
