@@ -137,6 +137,34 @@ def tensorboard(output_dir: Path, port: int, host: str) -> None:
 
 
 @main.group()
+def metadata() -> None:
+    """ML Metadata stores: move a local store's history into a team's database."""
+
+
+@metadata.command("copy")
+@click.option("--from", "source", required=True, help="The store to copy: an SQLite file (or mysql://...).")
+@click.option("--to", "target", required=True,
+              help="The store to copy into, e.g. mysql://USER@HOST[:PORT]/DATABASE (empty: a new database).")
+@click.option("--metadata-password-file", "password_file", type=click.Path(path_type=Path), default=None,
+              help="A file only you can read holding the database password. [env: MLMD_MYSQL_PASSWORD_FILE; "
+                   "or MLMD_MYSQL_PASSWORD]")
+def metadata_copy(source: str, target: str, password_file: Path | None) -> None:
+    """Copy every type, artifact, execution, context and event of one store into another."""
+    from pipeline import metadata as stores
+
+    src, dst = run_options.or_usage_error(lambda: (
+        stores.parse(source, Path(source), password_file), stores.parse(target, Path(target), password_file)))
+    if src.sqlite is not None and not src.sqlite.is_file():
+        raise click.UsageError(f"--from: no store at {src.sqlite}")
+    try:
+        dst.check(write=True)
+        counts = stores.copy_store(src, dst)
+    except stores.StoreError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"Copied {src} into {dst}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+@main.group()
 def kfp() -> None:
     """Kubeflow Pipelines v2: compile the pipeline to a spec, submit the spec to an endpoint."""
 

@@ -183,3 +183,75 @@ def _password(password_file: str | Path | None) -> str | None:
 
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def copy_store(source: MetadataStore, target: MetadataStore) -> dict[str, int]:
+    """See _copy; raises StoreError (one line) when either store refuses."""
+    try:
+        return _copy(source, target)
+    except StoreError:
+        raise
+    except Exception as error:  # MLMD's StatusErrors and the C++ layer's RuntimeErrors
+        raise StoreError(f"copying {source} into {target}: {type(error).__name__}: {_first_line(error)}") from None
+
+
+def _copy(source: MetadataStore, target: MetadataStore) -> dict[str, int]:
+    """Copies every type, artifact, execution, context, event, attribution, association and
+    parent context of `source` into `target` through the MLMD API; returns what was copied.
+
+    Ids are new in the target (mapped as they are copied); MLMD sets creation and update times
+    itself, so the copies carry the time of the copy, and the originals' times are kept as the
+    custom properties `copied_create_time_ms` and `copied_update_time_ms`. The target should be
+    empty: a store already holding runs would get a second copy of any it shares with the source.
+    """
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    src = metadata_store.MetadataStore(source.connection_config(read_only=True), enable_upgrade_migration=False)
+    dst = target.open()
+    type_ids: dict[str, dict[int, int]] = {}
+    for kind, get, put in (("artifact", src.get_artifact_types, dst.put_artifact_type),
+                           ("execution", src.get_execution_types, dst.put_execution_type),
+                           ("context", src.get_context_types, dst.put_context_type)):
+        type_ids[kind] = {}
+        for node_type in get():
+            old = node_type.id
+            node_type.ClearField("id")
+            type_ids[kind][old] = put(node_type, can_add_fields=True)
+
+    def copied(nodes, kind):
+        out = []
+        for node in nodes:
+            node = type(node).FromString(node.SerializeToString())
+            node.type_id = type_ids[kind][node.type_id]
+            # As doubles: MLMD's MySQL schema keeps int_value in a 32-bit INT, too small for epoch ms.
+            node.custom_properties["copied_create_time_ms"].double_value = node.create_time_since_epoch
+            node.custom_properties["copied_update_time_ms"].double_value = node.last_update_time_since_epoch
+            for field in ("id", "create_time_since_epoch", "last_update_time_since_epoch", "type"):
+                node.ClearField(field)
+            out.append(node)
+        return out
+
+    artifacts, executions, contexts = src.get_artifacts(), src.get_executions(), src.get_contexts()
+    artifact_ids = dict(zip((a.id for a in artifacts), dst.put_artifacts(copied(artifacts, "artifact"))))
+    execution_ids = dict(zip((e.id for e in executions), dst.put_executions(copied(executions, "execution"))))
+    context_ids = dict(zip((c.id for c in contexts), dst.put_contexts(copied(contexts, "context"))))
+    events = src.get_events_by_execution_ids(list(execution_ids))
+    for event in events:
+        event.artifact_id, event.execution_id = artifact_ids[event.artifact_id], execution_ids[event.execution_id]
+        event.ClearField("milliseconds_since_epoch")
+    if events:
+        dst.put_events(events)
+    attributions, associations, parents = [], [], []
+    for old, new in context_ids.items():
+        attributions += [mlmd.Attribution(artifact_id=artifact_ids[a.id], context_id=new)
+                         for a in src.get_artifacts_by_context(old)]
+        associations += [mlmd.Association(execution_id=execution_ids[e.id], context_id=new)
+                         for e in src.get_executions_by_context(old)]
+        parents += [mlmd.ParentContext(child_id=new, parent_id=context_ids[p.id])
+                    for p in src.get_parent_contexts_by_context(old)]
+    dst.put_attributions_and_associations(attributions, associations)
+    if parents:
+        dst.put_parent_contexts(parents)
+    return {"types": sum(map(len, type_ids.values())), "artifacts": len(artifacts), "executions": len(executions),
+            "contexts": len(contexts), "events": len(events)}

@@ -188,3 +188,37 @@ def test_a_read_only_user_writes_the_report(server, two_users):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "ro-report" / "report.html").is_file()
     assert server.url(mariadb.READER) in (out / "ro-report" / "report.md").read_text()
+
+
+# --- moving an existing store ----------------------------------------------------------------------
+
+
+def _answers(lineage):
+    """What lineage says of a store, without its ids and times (a copy has new ones)."""
+    runs = [(r.run_id, r.state, tuple(sorted(lineage.run(r.run_id).states().items()))) for r in lineage.runs()]
+    trace = lineage.trace("latest-pushed-model")
+    executions = sorted((e.node_id, e.state, str(e.properties.get("input_base", ""))) for e in trace.executions.values())
+    artifacts = sorted((a.type, a.uri) for a in trace.artifacts.values())
+    kinds = {edge[0][0] + edge[1][0] for edge in trace.edges}
+    return runs, executions, artifacts, len(trace.edges), kinds
+
+
+@pytest.mark.e2e
+def test_a_local_store_copied_into_the_database_answers_the_same_questions(server, two_runs):
+    from lineage.query import Lineage
+    from lineage.store import StoreAddress, open_store
+    from runs.execute import store_address
+
+    output_dir = two_runs[0]
+    server.sql(f"CREATE DATABASE copied; GRANT ALL PRIVILEGES ON copied.* TO '{mariadb.WRITER}'@'127.0.0.1';")
+    target = server.url(mariadb.WRITER, "copied")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "metadata", "copy", "--from", str(output_dir / "metadata.sqlite"), "--to", target],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=mariadb.env_with_password(mariadb.WRITER_PASSWORD))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"Copied {output_dir / 'metadata.sqlite'} into {target}: ")
+    local = Lineage(open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite")))
+    copied = Lineage(open_store(store_address(_store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD, "copied"))))
+    before, after = _answers(local), _answers(copied)
+    assert len(before[0]) >= 2 and before[1] and before[2]  # runs, and a trace with executions and artifacts
+    assert after == before
