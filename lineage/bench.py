@@ -24,7 +24,11 @@ from lineage.store import StoreAddress, open_store
 def add_cached_runs(path: Path, runs: int) -> None:
     config = mlmd.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
-    store = metadata_store.MetadataStore(config)
+    add_cached_runs_to(metadata_store.MetadataStore(config), runs)
+
+
+def add_cached_runs_to(store: metadata_store.MetadataStore, runs: int) -> None:
+    """Appends `runs` runs mirroring the store's latest one (see the module docstring)."""
     template = Lineage(store).runs()[-1]
     run_type = store.get_context_type("pipeline_run")
     pipeline_context = next(c for c in store.get_parent_contexts_by_context(template.context_id) if c.type == "pipeline")
