@@ -37,7 +37,7 @@ def exclusive_run(output_dir: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            pass  # BREAK
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             raise RunLocked(
@@ -76,7 +76,7 @@ def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str
 
     An SQLite store belongs to its output directory, whose lock this run holds: every unfinished
     execution in it is a killed run's. A database store is shared: another user's run may be
-    live, so only executions whose outputs lie under this run's pipeline root are touched.
+    live, so only executions of runs that wrote under this run's pipeline root are touched.
     """
     if metadata.sqlite is not None and not metadata.sqlite.is_file():
         return []
@@ -88,15 +88,13 @@ def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str
     outputs = {a.id: a for a in store.get_artifacts_by_id(
         {e.artifact_id for e in events if e.type in (mlmd.Event.OUTPUT, mlmd.Event.PENDING_OUTPUT)})}
     if metadata.is_server:
-        root = pipeline_root.rstrip("/") + "/"
-        ours = {e.execution_id for e in events if e.artifact_id in outputs and outputs[e.artifact_id].uri.startswith(root)}
-        stale = [e for e in stale if e.id in ours]
+        stale = [e for e in stale if _of_this_output_dir(store, e, pipeline_root.rstrip("/") + "/")]
         if not stale:
             return []
     types = {t.id: t.name for t in store.get_execution_types()}
     lines = []
     for execution in stale:
-        execution.last_known_state = mlmd.Execution.CANCELED
+        pass  # BREAK
         component = types.get(execution.type_id, "?").rsplit(".", 1)[-1]
         lines.append(f"execution {execution.id} ({component}) of an interrupted run: marked CANCELED")
     store.put_executions(stale)
@@ -109,3 +107,12 @@ def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str
     if pending:
         store.put_artifacts(pending)
     return lines
+
+
+def _of_this_output_dir(store, execution, root: str) -> bool:
+    """Whether an execution belongs to a run whose artifacts lie under `root` (its own outputs, or
+    those of the run's other executions: a killed execution may have recorded none yet)."""
+    for context in store.get_contexts_by_execution(execution.id):
+        if context.type == "pipeline_run" and any(a.uri.startswith(root) for a in store.get_artifacts_by_context(context.id)):
+            return True
+    return False

@@ -51,31 +51,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start(root: Path, port: int) -> Server:
+    """Starts mariadbd on an installed data directory under `root`; returns once it answers."""
+    sock = root / "mysqld.sock"
+    log = (root / "server.log").open("a")
+    process = subprocess.Popen(
+        ["mariadbd", "--no-defaults", f"--datadir={root / 'data'}", "--user=root", f"--port={port}",
+         "--bind-address=127.0.0.1", f"--socket={sock}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 120
+    while subprocess.run(["mariadb", "-uroot", f"--socket={sock}", "-e", "SELECT 1"], capture_output=True).returncode:
+        assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "MariaDB did not answer within 120 s"
+        time.sleep(0.2)
+    return Server(port, sock, process)
+
+
 @contextlib.contextmanager
 def mariadb(root: Path) -> Iterator[Server]:
     """Starts a server with a database and two users: WRITER (all rights on it), READER (SELECT only)."""
     for binary in ("mariadb-install-db", "mariadbd", "mariadb"):
         if shutil.which(binary) is None:
             pytest.skip(f"no {binary} on PATH: the environment installs Debian's mariadb-server (tools/debian.env)")
-    data, sock = root / "data", root / "mysqld.sock"
-    install = subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root",
+    install = subprocess.run(["mariadb-install-db", f"--datadir={root / 'data'}", "--user=root",
                               "--auth-root-authentication-method=socket", "--skip-test-db"],
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    port = free_port()
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        ["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--port={port}", "--bind-address=127.0.0.1",
-         f"--socket={sock}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(port, sock, process)
+    server = start(root, free_port())
     try:
-        deadline = time.monotonic() + 120
-        while subprocess.run(["mariadb", "-uroot", f"--socket={sock}", "-e", "SELECT 1"],
-                             capture_output=True).returncode != 0:
-            assert process.poll() is None, (root / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "MariaDB did not answer within 120 s"
-            time.sleep(0.2)
         server.sql(
             f"CREATE DATABASE {DATABASE};"
             f"CREATE USER '{WRITER}'@'127.0.0.1' IDENTIFIED BY '{WRITER_PASSWORD}';"
@@ -85,7 +89,6 @@ def mariadb(root: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-        log.close()
 
 
 def env_with_password(password: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ the same time; a SELECT-only user reads it; the password shows up nowhere.
 """
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -222,3 +223,57 @@ def test_a_local_store_copied_into_the_database_answers_the_same_questions(serve
     before, after = _answers(local), _answers(copied)
     assert len(before[0]) >= 2 and before[1] and before[2]  # runs, and a trace with executions and artifacts
     assert after == before
+
+
+# --- the server goes away in the middle of a run ---------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_server_gone_mid_run_fails_in_one_line_and_the_rerun_resumes_from_the_cache(tmp_path):
+    import signal
+    import time
+
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    root = tmp_path / "db"
+    root.mkdir()
+    with mariadb.mariadb(root) as server:
+        out, data = tmp_path / "out", taxi.write_sample(tmp_path / "data", rows=600)
+        argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(out), "--data-dir", str(data),
+                "--metadata-store", server.url(mariadb.WRITER), *SMALL_RUN]
+        env = mariadb.env_with_password(mariadb.WRITER_PASSWORD)
+        running = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        reader = _store(server, mariadb.READER, mariadb.READER_PASSWORD).connection_config(read_only=True)
+        deadline = time.monotonic() + 600
+        while True:  # until the Trainer runs: the components before it are done and recorded
+            assert running.poll() is None, running.communicate()
+            assert time.monotonic() < deadline, "the Trainer never started"
+            try:
+                store = metadata_store.MetadataStore(reader)
+                trainer = [e for e in store.get_executions_by_type("tfx.components.trainer.component.Trainer")]
+                if any(e.last_known_state == mlmd.Execution.RUNNING for e in trainer):
+                    break
+            except Exception:  # the schema is not there yet
+                pass
+            time.sleep(0.5)
+        server.process.send_signal(signal.SIGKILL)  # the server goes away, uncleanly
+        server.process.wait()
+        stdout, stderr = running.communicate(timeout=600)
+        assert running.returncode == 1, stdout[-2000:] + stderr[-3000:]
+        lines = stderr.strip().splitlines()
+        assert lines[0].startswith("Run failed in Trainer: ") or lines[0].startswith("Error: metadata store "), stderr
+        assert lines[-1].startswith("Full log: ") or len(lines) == 1, stderr
+        assert "Traceback" not in stderr, stderr[-3000:]
+        # Back again on the same data: the re-run resumes where the first stopped.
+        server = mariadb.start(root, server.port)
+        try:
+            rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+        finally:
+            server.stop()
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert re.search(r"^Note: execution \d+ \(Trainer\) of an interrupted run: marked CANCELED$", rerun.stdout, re.M), \
+        rerun.stdout[:3000]
+    for node in ("CsvExampleGen", "StatisticsGen", "Transform"):
+        assert re.search(rf"^\[\s*\d+/12\] {node} +cached ", rerun.stdout, re.M), (node, rerun.stdout[-3000:])
+    assert re.search(r"^\[\s*\d+/12\] Trainer +done ", rerun.stdout, re.M), rerun.stdout[-3000:]
