@@ -149,8 +149,69 @@ def to_mermaid(graph: Graph) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The picture's size: as wide as a report page (about 1,100 CSS pixels; the report embeds it at
+# its own size, so its labels are read at FONT_SIZE points at 100 dpi, not scaled down), with at
+# most COLUMNS nodes side by side; a deeper graph grows down the page, never wider.
+WIDTH_INCHES = 10.4
+DPI = 100
+COLUMNS = 4
+FONT_SIZE = 10
+ROW_INCHES = 0.85
+LABEL_WIDTH = 24  # characters; longer names are broken after a '_' or '.'
+
+
+def _wrap(label: str, width: int = LABEL_WIDTH) -> str:
+    lines = []
+    for line in label.split("\n"):
+        while len(line) > width:
+            cut = max(line.rfind("_", 1, width), line.rfind(".", 1, width))
+            cut = cut + 1 if cut > 0 else width
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _rows(g) -> list[list[str]]:
+    """Nodes by depth, top to bottom; a depth with more than COLUMNS nodes takes several rows.
+    Within a row, nodes are ordered by where their neighbours are (fewer crossing edges)."""
+    import networkx as nx
+
+    # A cycle can only come from a resolver re-emitting a model; fall back to plain order then.
+    generations = list(nx.topological_generations(g)) if nx.is_directed_acyclic_graph(g) else [sorted(g)]
+    if len(generations) > 1:
+        # A node without inputs (a resolver, the raw data's ExampleGen) sits just above what it
+        # feeds, not at the top with every other source.
+        depth = {node: i for i, nodes in enumerate(generations) for node in nodes}
+        for node in generations[0]:
+            if g.out_degree(node):
+                depth[node] = min(depth[s] for s in g.successors(node)) - 1
+        generations = [sorted(n for n in g if depth[n] == i) for i in range(len(generations))]
+        generations = [nodes for nodes in generations if nodes]
+    rows = [sorted(nodes)[i:i + COLUMNS] for nodes in generations for i in range(0, len(nodes), COLUMNS)]
+    x = {node: j - (len(row) - 1) / 2 for row in rows for j, node in enumerate(row)}
+
+    def reorder(row: list[str], neighbours) -> None:
+        def key(node: str) -> tuple[float, str]:
+            known = [x[n] for n in neighbours(node)]
+            return (sum(known) / len(known) if known else x[node], node)
+
+        row.sort(key=key)
+        for j, node in enumerate(row):
+            x[node] = j - (len(row) - 1) / 2
+
+    # Barycentre sweeps: down by each node's inputs, then up by what it feeds.
+    for _ in range(3):
+        for row in rows[1:]:
+            reorder(row, g.predecessors)
+        for row in reversed(rows[:-1]):
+            reorder(row, g.successors)
+    return rows
+
+
 def draw(graph: Graph, path: Path) -> Path:
-    """A picture of the graph (PNG or SVG, by the file's suffix), laid out left to right by depth."""
+    """A picture of the graph (PNG or SVG, by the file's suffix), laid out top to bottom by depth:
+    WIDTH_INCHES wide whatever the graph, so its labels stay legible on a page."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -160,30 +221,31 @@ def draw(graph: Graph, path: Path) -> Path:
     g = nx.DiGraph()
     g.add_nodes_from(graph.labels)
     g.add_edges_from(graph.edges)
-    # A cycle can only come from a resolver re-emitting a model; fall back to plain order then.
-    generations = list(nx.topological_generations(g)) if nx.is_directed_acyclic_graph(g) else [list(g)]
-    for depth, nodes in enumerate(generations):
-        for node in nodes:
-            g.nodes[node]["layer"] = depth
-    positions = nx.multipartite_layout(g, subset_key="layer")
-    width = max(6.0, 2.2 * len(generations))
-    height = max(3.0, 1.1 * max((len(n) for n in generations), default=1))
-    fig, ax = plt.subplots(figsize=(width, height))
-    nx.draw_networkx_edges(g, positions, ax=ax, arrows=True, arrowsize=12, edge_color="#888888",
-                           node_size=2500, min_source_margin=25, min_target_margin=25)
+    rows = _rows(g)
+    positions = {node: (j - (len(row) - 1) / 2, -i) for i, row in enumerate(rows) for j, node in enumerate(row)}
+    fig, ax = plt.subplots(figsize=(WIDTH_INCHES, 0.7 + ROW_INCHES * max(len(rows), 1)))
+    boxes = {}
     for node, (x, y) in positions.items():
         is_execution = node.startswith("e:")
         failed = graph.states.get(node) == "FAILED"
-        ax.text(x, y, graph.labels[node], ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round,pad=0.4" if is_execution else "ellipse,pad=0.3",
-                          fc="#ffd6d6" if failed else ("#dbe9ff" if is_execution else "#f2f2f2"),
-                          ec="#c00000" if failed else "#444444"))
-    ax.set_title(graph.title, fontsize=10)
+        boxes[node] = ax.text(
+            x, y, _wrap(graph.labels[node]), ha="center", va="center", fontsize=FONT_SIZE, zorder=3,
+            bbox=dict(boxstyle="round,pad=0.35" if is_execution else "round,pad=0.35,rounding_size=0.9",
+                      fc="#ffd6d6" if failed else ("#dbe9ff" if is_execution else "#f2f2f2"),
+                      ec="#c00000" if failed else "#444444"))
+    ax.set_xlim(-COLUMNS / 2, COLUMNS / 2)
+    ax.set_ylim(-len(rows) + 0.5, 0.5)
+    ax.set_title(graph.title, fontsize=FONT_SIZE + 1)
     ax.axis("off")
-    ax.margins(0.12)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / fig.get_figheight(), bottom=0.01)
+    fig.canvas.draw()  # places the label boxes, which the arrows below start and end at
+    for a, b in graph.edges:
+        ax.annotate("", xy=positions[b], xytext=positions[a], zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", color="#888888", linewidth=1, shrinkA=1, shrinkB=1,
+                                    patchA=boxes[a].get_bbox_patch(), patchB=boxes[b].get_bbox_patch(),
+                                    connectionstyle="arc3,rad=0.08"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path

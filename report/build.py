@@ -267,10 +267,7 @@ def sections(report: RunReport) -> list[Section]:
         text.append(f"{split.split}: {split.examples:,} examples")
     train = next((s for s in report.statistics if s.split == "train"), report.statistics[0] if report.statistics else None)
     if train:
-        tables.append(Table(f"Features ({train.split} split, TFDV statistics)",
-                            ["feature", "type", "present", "missing", "mean", "std", "min", "max", "unique", "most frequent"],
-                            [[f.name, f.type, _fmt(f.present), f"{f.missing_share:.1%}", _fmt(f.mean), _fmt(f.std),
-                              _fmt(f.min), _fmt(f.max), _fmt(f.unique), f.top or "-"] for f in train.features]))
+        tables.append(feature_table(report.statistics, train))
     if report.anomaly_splits:
         if report.anomalies:
             tables.append(Table("Anomalies (ExampleValidator, against the curated schema)",
@@ -308,6 +305,32 @@ def sections(report: RunReport) -> list[Section]:
     where.update(report.where)
     out.append(Section("Where things are", [], [Table("", ["what", "path"], [[k, v] for k, v in where.items()])], []))
     return out
+
+
+def feature_table(splits: list[SplitStatistics], measured: SplitStatistics) -> Table:
+    """Each feature: how many rows of each split have no value, then `measured`'s statistics of
+    the rows that have one (none for a feature without values there)."""
+    by_split = {s.split: {f.name: f for f in s.features} for s in splits}
+    names = sorted({name for features in by_split.values() for name in features})
+    rows = []
+    for name in names:
+        f = by_split[measured.split].get(name)
+        no_values = [_no_value(by_split[s.split].get(name)) for s in splits]
+        stats = [_fmt(f.mean), _fmt(f.std), _fmt(f.min), _fmt(f.max), _fmt(f.unique), f.top or "-"] if f else ["-"] * 6
+        rows.append([name, f.type if f else "-", *no_values, *stats])
+    headers = ["feature", "type", *(f"no value ({s.split})" for s in splits),
+               "mean", "std", "min", "max", "unique", "most frequent"]
+    return Table(f"Features (TFDV statistics; mean to most frequent: {measured.split} split)", headers, rows,
+                 "No value: rows where the feature is absent or holds no value (an empty CSV cell). The "
+                 "statistics are of the rows that have a value; '-' where no row has one.")
+
+
+def _no_value(f) -> str:
+    if f is None:
+        return "-"
+    if f.no_value is None:
+        return "unknown (a list feature)"
+    return f"{f.no_value:,} ({f.no_value_share:.1%})"
 
 
 def one_class(m: SliceMetrics) -> bool:
