@@ -37,7 +37,7 @@ def exclusive_run(output_dir: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            pass  # BREAK
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             raise RunLocked(
@@ -94,7 +94,7 @@ def abandon_interrupted(metadata: MetadataStore, pipeline_root: str) -> list[str
     types = {t.id: t.name for t in store.get_execution_types()}
     lines = []
     for execution in stale:
-        pass  # BREAK
+        execution.last_known_state = mlmd.Execution.CANCELED
         component = types.get(execution.type_id, "?").rsplit(".", 1)[-1]
         lines.append(f"execution {execution.id} ({component}) of an interrupted run: marked CANCELED")
     store.put_executions(stale)
