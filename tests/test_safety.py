@@ -1,11 +1,13 @@
 """Nothing bad ships and nothing is lost: bad input, the data gate, the model gate, a killed run,
 two runs at once, validation at the boundary, and file permissions.
 
-Every case runs the real command line against one store that already holds a good, pushed run,
-and checks the exit status, the message, that nothing was pushed, and that the store still opens
-and lists the earlier runs.
+Every case that needs a pipeline runs the real command line against one store that already holds
+a good, pushed run (those are marked e2e), and checks the exit status, the message, that nothing
+was pushed, and that the store still opens and lists the earlier runs. Bad options and the secret
+scan need no pipeline: they run in a `-m 'not e2e'` run too.
 """
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -17,14 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+import ml_metadata as mlmd
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 
 from data import taxi
 from lineage.query import Lineage
 from lineage.store import StoreAddress, open_store
 from tests.conftest import REPO, SMALL_RUN, latest_summary
-
-pytestmark = pytest.mark.e2e
 
 ROWS = 1800  # 1,200 training rows: enough for the data gate's drift check (1,000 on each side)
 
@@ -134,6 +136,7 @@ def _truncated_row(root: Path) -> Path:
     return _write(root / "truncated", "\n".join(text) + "\n")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_bad_input_files_are_refused_before_any_component_runs(baseline, intact, tmp_path, case):
     _, _, output_dir = baseline
@@ -158,6 +161,7 @@ DATA_GATE_CASES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(DATA_GATE_CASES))
 def test_the_data_gate_stops_bad_data_before_transform(baseline, intact, tmp_path, case):
     root, good, output_dir = baseline
@@ -176,6 +180,7 @@ def test_the_data_gate_stops_bad_data_before_transform(baseline, intact, tmp_pat
 
 # --- the model gate ------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_worse_model_is_not_blessed_pushed_or_exported(baseline, intact):
     _, good, output_dir = baseline
     result = cli(output_dir, good, "--train-steps", "1", "--learning-rate", "0.0001")
@@ -186,52 +191,118 @@ def test_a_worse_model_is_not_blessed_pushed_or_exported(baseline, intact):
     assert latest_summary(output_dir).output("Evaluator", "blessing").properties["blessed"] == 0
 
 
+# --- observing a run from outside: its lock file and its MLMD records, never a fixed sleep ----------
+
+POLL = 0.05  # seconds between two looks; every wait has an overall deadline
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 600):
+    """Polls condition() until it returns something truthy (returned); fails naming `what` when the
+    deadline passes or when `process` ends first (it can no longer happen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}:\n{out[-2000:]}\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(POLL)
+
+
+def lock_holder(output_dir: Path) -> int | None:
+    """The pid the output dir's run lock names (runs/state.py writes 'pid N on host, since ...')."""
+    try:
+        found = re.match(r"pid (\d+) on ", (output_dir / ".run.lock").read_text())
+    except FileNotFoundError:
+        return None
+    return int(found[1]) if found else None
+
+
+def read_only_store(output_dir: Path) -> mlmd.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(output_dir / "metadata.sqlite")
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(config)
+
+
+def running_trainer(output_dir: Path):
+    """The Trainer execution RUNNING in the store, if there is one (read-only; a busy store is 'not yet')."""
+    try:
+        store = read_only_store(output_dir)
+        context = store.get_context_by_type_and_name("node", "chicago_taxi.Trainer")
+        executions = store.get_executions_by_context(context.id) if context else []
+    except Exception:  # the run is writing: look again
+        return None
+    running = [e for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+    return max(running, key=lambda e: e.id) if running else None
+
+
+def training_events(output_dir: Path, execution_id: int) -> list[Path]:
+    """TensorBoard event files the Keras fit() of this Trainer execution opened (at its first step)."""
+    return list((output_dir / "pipeline_root" / "Trainer" / "model_run" / str(execution_id)).rglob("events.out.tfevents.*"))
+
+
+def start_run(output_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    """A run in its own process group, so that signals reach every process it started."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(data_dir), "--no-report",
+         *SMALL_RUN, *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
 # --- two runs at once -----------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_second_run_on_the_same_output_dir_refuses_at_once(baseline):
     _, good, output_dir = baseline
     runs_before = len(runs(output_dir))
-    first = subprocess.Popen(  # trains anew (another step count): it holds the lock long enough
-        [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(good), "--no-report", *SMALL_RUN, "--train-steps", "500"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    first = start_run(output_dir, good, "--train-steps", "200")
     try:
-        lock = output_dir / ".run.lock"
-        deadline = time.time() + 120
-        while time.time() < deadline and f"pid {first.pid}" not in (lock.read_text() if lock.exists() else ""):
-            time.sleep(0.2)
-        assert f"pid {first.pid}" in lock.read_text()
-        started = time.time()
-        second = cli(output_dir, good)
-        assert second.returncode == 1
-        assert f"another run is using {output_dir} (pid {first.pid}" in second.stderr, second.stderr[-2000:]
-        assert time.time() - started < 60  # refused at once (the seconds are the CLI's start-up)
+        # The lock file names the first run once it holds the lock (the baseline run's name is there before).
+        wait_for(lambda: lock_holder(output_dir) == first.pid, "the first run took the lock", first, timeout=300)
+        # Stopped, the first run keeps the lock for as long as the second one needs to start up.
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            assert first.poll() is None and lock_holder(output_dir) == first.pid
+            started = time.monotonic()
+            second = cli(output_dir, good)
+            seconds = time.monotonic() - started
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
+        assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+        assert f"another run is using {output_dir} (pid {first.pid} on " in second.stderr, second.stderr[-2000:]
+        assert "Running chicago_taxi" not in second.stdout  # it started nothing
+        assert seconds < 60, seconds  # refused at once (the seconds are the CLI's start-up)
     finally:
-        out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-3000:]
+        _, err = first.communicate(timeout=600)  # (empty where wait_for already read it)
+    assert first.returncode == 0, err[-3000:]  # the refused run did not disturb the holder
     assert len(runs(output_dir)) == runs_before + 1  # the first run, and only it, was recorded
 
 
 # --- kill and resume -----------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_run_killed_during_training_resumes_from_cache(baseline, tmp_path):
     root, good, output_dir = baseline
     longer = ["--train-steps", "3000"]  # a new Trainer configuration: the Trainer runs, for a while
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(good), "--no-report", *SMALL_RUN, *longer],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.time() + 300
-    trainer = None
-    while time.time() < deadline and trainer is None:
-        time.sleep(1)
-        execution = latest_summary(output_dir).execution("Trainer")
-        if execution is not None and execution.state == "RUNNING":
-            trainer = execution
-    assert trainer is not None, "the Trainer never started"
-    time.sleep(2)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait(timeout=30)
+    killed = start_run(output_dir, good, *longer)
+    try:
+        trainer = wait_for(lambda: running_trainer(output_dir), "the Trainer's execution was RUNNING in MLMD", killed)
+        wait_for(lambda: training_events(output_dir, trainer.id), "the Trainer started training", killed)
+        # Stopped first, so that what is checked below is still so when the kill lands.
+        os.killpg(killed.pid, signal.SIGSTOP)
+        still = read_only_store(output_dir).get_executions_by_id([trainer.id])[0]
+        assert still.last_known_state == still.RUNNING, "the Trainer finished before the kill"
+        model_dir = output_dir / "pipeline_root" / "Trainer" / "model" / str(trainer.id)
+        assert not list(model_dir.rglob("saved_model.pb")), "the Trainer already exported its model"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # (already gone where wait_for failed)
+            os.killpg(killed.pid, signal.SIGKILL)
+        killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     serving = serving_state(output_dir)
 
@@ -242,18 +313,24 @@ def test_a_run_killed_during_training_resumes_from_cache(baseline, tmp_path):
     states = run.states()
     assert all(states[n] == "CACHED" for n in ("CsvExampleGen", "StatisticsGen", "Transform")), states
     assert states["Trainer"] == "COMPLETE"
-    # The killed Trainer's output was abandoned and nothing consumed it.
-    store = open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))
+    store = read_only_store(output_dir)
     [cancelled] = store.get_executions_by_id([trainer.id])
     assert cancelled.last_known_state == cancelled.CANCELED
+    # What the killed Trainer wrote (pipeline_root/Trainer/<output>/<its id>/) is never used: any
+    # artifact MLMD holds there is ABANDONED and no execution read it, and the Evaluator judged the
+    # model the resumed run's Trainer trained.
+    killed_dirs = [d for d in (output_dir / "pipeline_root" / "Trainer").glob(f"*/{trainer.id}")]
+    assert killed_dirs, "the killed Trainer left no output directory"
+    left = [a for a in store.get_artifacts() if any(Path(a.uri).is_relative_to(d) for d in killed_dirs)]
+    assert {a.state for a in left} <= {metadata_store_pb2.Artifact.ABANDONED}, left
+    assert [e for e in store.get_events_by_artifact_ids([a.id for a in left]) if e.type == e.INPUT] == []
     model = run.execution("Evaluator").inputs["model"][0]
-    assert model.id not in {e.artifact_id for e in store.get_events_by_execution_ids([trainer.id])}
+    assert Path(model.uri) == output_dir / "pipeline_root" / "Trainer" / "model" / str(run.execution("Trainer").id)
     # Only complete versions in the serving directory; earlier ones untouched.
     for version in (output_dir / "serving" / "taxi").iterdir():
         assert (version / "saved_model.pb").is_file(), version
     after = serving_state(output_dir)
     assert {k: v for k, v in after.items() if k in serving} == serving
-
 
 # --- validation at the boundary, permissions, secrets ---------------------------------------------
 
@@ -276,20 +353,12 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_the_store_and_outputs_are_the_users_only(baseline):
     _, _, output_dir = baseline
     assert stat.S_IMODE((output_dir / "metadata.sqlite").stat().st_mode) == 0o600
     for path in [output_dir, output_dir / "pipeline_root", output_dir / "serving", output_dir / "logs"]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
-
-
-def test_every_model_loaded_comes_from_the_pipeline_root(baseline):
-    _, _, output_dir = baseline
-    store = open_store(StoreAddress(sqlite=output_dir / "metadata.sqlite"))
-    models = store.get_artifacts_by_type("Model")
-    assert models
-    for model in models:
-        assert Path(model.uri).is_relative_to(output_dir / "pipeline_root"), model.uri
 
 
 def test_no_secret_in_configuration_files_or_the_image():
