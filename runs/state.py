@@ -3,7 +3,7 @@
 One run at a time per output directory (its SQLite MLMD store and serving directory are not
 built for two writers): a second run refuses at once, naming the holder. A run that was killed
 leaves its executions RUNNING in MLMD; the next run reports them and marks them CANCELED, and
-their unpublished outputs ABANDONED, so nobody mistakes them for live work.
+their unpublished outputs (where MLMD recorded any) ABANDONED, so nobody mistakes them for live work.
 """
 
 import contextlib
