@@ -11,18 +11,22 @@ from ml_metadata import errors
 
 from lineage import query, render
 from lineage.store import LineageError, StoreAddress, open_store
+from pipeline import metadata
+from pipeline.config import ConfigError
+from pipeline.metadata import PASSWORD_ENV, PASSWORD_FILE_ENV
 
 
 def _store_options(command: Callable) -> Callable:
     options = [
         click.option("--output-dir", type=click.Path(path_type=Path), default=None,
                      help="Output directory of a local run: its metadata.sqlite is the default store."),
-        click.option("--mlmd-sqlite", type=click.Path(path_type=Path), help="An SQLite MLMD store file."),
-        click.option("--mysql-host", help="MySQL MLMD store host."),
-        click.option("--mysql-port", type=int, default=3306, show_default=True),
-        click.option("--mysql-database", help="MySQL database holding the store."),
-        click.option("--mysql-user", envvar="MLMD_MYSQL_USER"),
-        click.option("--mysql-password", envvar="MLMD_MYSQL_PASSWORD", help="Or MLMD_MYSQL_PASSWORD."),
+        # --mlmd-sqlite: the older spelling of an SQLite --metadata-store, kept for scripts.
+        click.option("--metadata-store", "--mlmd-sqlite", "metadata_store", default=None, envvar="MLMD_STORE",
+                     help="The MLMD store: an SQLite file, or mysql://USER@HOST[:PORT]/DATABASE (a SELECT-only user "
+                          f"is enough; password from ${PASSWORD_ENV} or --metadata-password-file). "
+                          "[default: <output dir>/metadata.sqlite; env: MLMD_STORE]"),
+        click.option("--metadata-password-file", type=click.Path(path_type=Path), default=None,
+                     help=f"A file only you can read holding the database password. [env: {PASSWORD_FILE_ENV}]"),
         click.option("--grpc-host", help="An MLMD gRPC server (e.g. KFP's metadata-grpc-service)."),
         click.option("--grpc-port", type=int, default=8080, show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
@@ -32,12 +36,17 @@ def _store_options(command: Callable) -> Callable:
     return command
 
 
-def _address(output_dir: Path | None, mlmd_sqlite: Path | None, **kwargs: Any) -> StoreAddress:
-    if not (mlmd_sqlite or kwargs.get("mysql_host") or kwargs.get("grpc_host")):
-        from pipeline.locations import OutputDir  # the local runners' layout, defined once
+def _address(output_dir: Path | None, metadata_store: str | None, password_file: Path | None,
+             grpc_host: str | None, grpc_port: int) -> StoreAddress:
+    if grpc_host:
+        return StoreAddress(grpc_host=grpc_host, grpc_port=grpc_port)
+    from pipeline.locations import OutputDir  # the local runners' layout, defined once
 
-        mlmd_sqlite = (OutputDir(output_dir) if output_dir else OutputDir()).metadata_path
-    return StoreAddress(sqlite=mlmd_sqlite, **kwargs)
+    default = (OutputDir(output_dir) if output_dir else OutputDir()).metadata_path
+    try:
+        return StoreAddress.of(metadata.parse(metadata_store, default, password_file))
+    except ConfigError as error:
+        raise click.UsageError(str(error))
 
 
 def _command(fn: Callable) -> Callable:
@@ -45,11 +54,8 @@ def _command(fn: Callable) -> Callable:
 
     @_store_options
     @functools.wraps(fn)
-    def wrapper(output_dir, mlmd_sqlite, mysql_host, mysql_port, mysql_database, mysql_user,
-                mysql_password, grpc_host, grpc_port, as_json, **kwargs):
-        address = _address(output_dir, mlmd_sqlite, mysql_host=mysql_host, mysql_port=mysql_port,
-                           mysql_database=mysql_database, mysql_user=mysql_user,
-                           mysql_password=mysql_password, grpc_host=grpc_host, grpc_port=grpc_port)
+    def wrapper(output_dir, metadata_store, metadata_password_file, grpc_host, grpc_port, as_json, **kwargs):
+        address = _address(output_dir, metadata_store, metadata_password_file, grpc_host, grpc_port)
         try:
             result = fn(query.Lineage(open_store(address)), **kwargs)
         except LineageError as error:

@@ -20,9 +20,17 @@ class StoreAddress:
     mysql_port: int = 3306
     mysql_database: str | None = None
     mysql_user: str | None = None
-    mysql_password: str | None = None
+    mysql_password: str | None = dataclasses.field(default=None, repr=False)  # never shown
     grpc_host: str | None = None
     grpc_port: int = 8080
+
+    @classmethod
+    def of(cls, store) -> "StoreAddress":
+        """The address of a pipeline.metadata.MetadataStore (an SQLite file or a database)."""
+        if store.sqlite is not None:
+            return cls(sqlite=store.sqlite)
+        return cls(mysql_host=store.host, mysql_port=store.port, mysql_database=store.database,
+                   mysql_user=store.user, mysql_password=store.password)
 
     def describe(self) -> str:
         if self.sqlite is not None:
@@ -51,7 +59,7 @@ def open_store(address: StoreAddress) -> metadata_store.MetadataStore:
     else:
         path = Path(address.sqlite) if address.sqlite else None
         if path is None or not path.is_file():
-            raise LineageError(f"no ML Metadata store at {path}: run the pipeline first, or pass --mlmd-sqlite")
+            raise LineageError(f"no ML Metadata store at {path}: run the pipeline first, or pass --metadata-store")
         if path.stat().st_size == 0:
             raise LineageError(f"{path} is empty: not an ML Metadata store")
         config.sqlite.filename_uri = str(path)

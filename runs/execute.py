@@ -97,10 +97,7 @@ def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str) -> RunIn
 
 def store_address(metadata: MetadataStore) -> StoreAddress:
     """The store as lineage opens it for reading."""
-    if metadata.sqlite is not None:
-        return StoreAddress(sqlite=metadata.sqlite)
-    return StoreAddress(mysql_host=metadata.host, mysql_port=metadata.port, mysql_database=metadata.database,
-                        mysql_user=metadata.user, mysql_password=metadata.password)
+    return StoreAddress.of(metadata)
 
 
 def draft_schema(config: PipelineConfig, data: str | None, beam_args: list[str], orchestrate: Orchestrate,

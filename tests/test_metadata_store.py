@@ -277,3 +277,25 @@ def test_a_server_gone_mid_run_fails_in_one_line_and_the_rerun_resumes_from_the_
     for node in ("CsvExampleGen", "StatisticsGen", "Transform"):
         assert re.search(rf"^\[\s*\d+/12\] {node} +cached ", rerun.stdout, re.M), (node, rerun.stdout[-3000:])
     assert re.search(r"^\[\s*\d+/12\] Trainer +done ", rerun.stdout, re.M), rerun.stdout[-3000:]
+
+
+@pytest.mark.e2e
+def test_lineage_takes_the_same_spelling_and_a_read_only_user(server, two_users):
+    import json
+
+    people, _ = two_users
+    env = mariadb.env_with_password(mariadb.READER_PASSWORD)
+
+    def lineage(*args):
+        result = subprocess.run([sys.executable, "-m", "cli", "lineage", *args, "--metadata-store",
+                                 server.url(mariadb.READER), "--json"],
+                                cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+
+    runs = lineage("runs")
+    assert len(runs) == 2 and {r["state"] for r in runs} == {"COMPLETE"}
+    trace = lineage("trace", "latest-pushed-model")
+    uris = [a["uri"] for a in trace["artifacts"]]
+    roots = {name for name, (out, _) in people.items() if all(u.startswith(str(out)) for u in uris)}
+    assert len(roots) == 1, uris  # one person's model, traced to that person's artifacts only
