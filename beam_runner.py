@@ -15,7 +15,6 @@ image (built from ./Dockerfile) is the worker environment.
 """
 
 import dataclasses
-import sys
 from typing import Any
 
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
@@ -94,28 +93,16 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     if not runs_here(profile):
         raise click.UsageError(f"profile {profile} needs a cluster this machine does not have; "
                                "--print-options shows its options")
-    from pipeline.metadata import StoreError
     from runs.console import heavy_imports
+    from runs.errors import failures_told
 
-    try:
+    with failures_told():
         store.check(write=True)
-    except StoreError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
     with heavy_imports(output.log_dir, verbose) as log_file:
-        from data.validate import DataError
         from runs import execute
-        from runs.errors import RunFailed
-        from runs.state import RunLocked
-    try:
+    with failures_told():
         execute.run(config, output, locations(output, data, args, pipeline_root, store), orchestrate, verbose,
                     write_report, log_file)
-    except RunFailed as failure:
-        click.echo(str(failure), err=True)
-        sys.exit(1)
-    except (DataError, RunLocked, StoreError) as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ runs/options.py, so every setting has one definition and one flag, the same on e
 """
 
 import functools
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,27 +42,15 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     """
     config, output, data, beam = _run_values(options)
     store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
-    from pipeline.metadata import StoreError
     from runs.console import heavy_imports
+    from runs.errors import failures_told
 
-    try:
+    with failures_told():
         store.check(write=True)
-    except StoreError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
     with heavy_imports(output.log_dir, verbose) as log_file:  # after the options were found valid
         import local_runner
-        from data.validate import DataError
-        from runs.errors import RunFailed
-        from runs.state import RunLocked
-    try:
+    with failures_told():
         local_runner.run(config, output, data, beam, store, verbose=verbose, report=write_report, log_file=log_file)
-    except RunFailed as failure:
-        click.echo(str(failure), err=True)
-        sys.exit(1)
-    except (DataError, RunLocked, StoreError) as failure:
-        click.echo(f"Error: {failure}", err=True)
-        sys.exit(1)
 
 
 def _run_values(options: dict[str, Any]):

@@ -8,17 +8,14 @@ non-zero when the median misses the 1 s goal, as on SQLite.
         --to mysql://USER@HOST[:PORT]/EMPTY_DATABASE [--runs 100]
 """
 
-import statistics
 import time
 from pathlib import Path
 
 import click
 
-from lineage.bench import add_cached_runs_to
-from lineage.query import Lineage
-from lineage.store import open_store
+from lineage.bench import add_cached_runs_to, report_trace
+from lineage.store import StoreAddress
 from pipeline import metadata
-from runs.execute import store_address
 
 
 @click.command()
@@ -34,19 +31,7 @@ def main(source: Path, target: str, runs: int, repeat: int) -> None:
     metadata.copy_store(metadata.MetadataStore(sqlite=source.absolute()), dst)
     add_cached_runs_to(dst.open(), runs)
     click.echo(f"copied {source} and added {runs} runs in {time.perf_counter() - started:.1f}s")
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        lin = Lineage(open_store(store_address(dst)))  # a fresh connection each time, as the CLI does
-        trace = lin.trace("latest-pushed-model")
-        timings.append(time.perf_counter() - started)
-    click.echo(
-        f"trace latest-pushed-model on {len(lin.runs())} runs in {dst}: median {statistics.median(timings) * 1000:.0f} ms, "
-        f"max {max(timings) * 1000:.0f} ms over {repeat} tries ({len(trace.executions)} executions, "
-        f"{len(trace.artifacts)} artifacts in the trace; goal <= 1000 ms)"
-    )
-    if statistics.median(timings) > 1.0:
-        raise SystemExit("goal missed: the median trace took more than 1 s")
+    report_trace(StoreAddress.of(dst), repeat)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """How a failed run is told: in which component, the line that says why, where the full log is."""
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from components import ReadableError
@@ -12,6 +15,24 @@ class RunFailed(Exception):
         self.component, self.error_line, self.log_file = component, error_line, log_file
         where = f"in {component}" if component else "before any component started"
         super().__init__(f"Run failed {where}: {error_line}\nFull log: {log_file}")
+
+
+@contextlib.contextmanager
+def failures_told() -> Iterator[None]:
+    """Around a run (any runner): a failure a user can act on is told in one line on stderr (a
+    failed component: that line and where the full log is) and the process exits with status 1."""
+    from data.validate import DataError
+    from pipeline.metadata import StoreError
+    from runs.state import RunLocked
+
+    try:
+        yield
+    except RunFailed as failure:
+        print(failure, file=sys.stderr)
+        raise SystemExit(1) from None
+    except (DataError, RunLocked, StoreError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def first_error_line(error: BaseException) -> str:
