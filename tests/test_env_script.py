@@ -213,7 +213,22 @@ def test_concurrent_first_calls_build_once(env):
 
 
 
+def _commands(help_text: str) -> list[str]:
+    """The command names click lists under 'Commands:' in a --help text."""
+    section = help_text.split("Commands:", 1)[1]
+    return [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line.strip()]
+
+
 def test_the_console_script_runs_the_cli():
     result = subprocess.run([str(REPO / "tools" / "bin" / "tfx-taxi"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert all(command in result.stdout for command in ("run", "lineage", "schema", "tensorboard"))
+    assert _commands(result.stdout) == ["kfp", "lineage", "metadata", "report", "run", "schema", "tensorboard"]
+
+
+def test_the_packaged_console_script_is_the_entry_python_m_cli_runs():
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"tfx-taxi": "cli:entry"}  # entry(): main() without the interpreter's teardown
+    source = (REPO / "cli.py").read_text()
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    entry()')
