@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 from pipeline.config import ConfigError
 
-PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
-PASSWORD_FILE_ENV = "MLMD_MYSQL_PASSWORD_FILE"
+# The environment variables the password (or the file holding it) is read from.
+PASSWORD_ENV, PASSWORD_FILE_ENV = ("MLMD_MYSQL_PASSWORD", "MLMD_MYSQL_PASSWORD_FILE")
 MYSQL_SCHEME = "mysql"
 DEFAULT_MYSQL_PORT = 3306
 CONNECT_TIMEOUT_S = 10
