@@ -44,7 +44,7 @@ def orchestrate(pipeline) -> None:
 
 
 def _settings_options(command):
-    return run_options._apply(command, [
+    return run_options.apply_options(command, [
         click.option("--profile", type=click.Choice(list(PROFILES)), default="auto", show_default=True,
                      help="Where the Beam-powered components run."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,

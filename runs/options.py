@@ -56,7 +56,8 @@ def _click_option(field: dataclasses.Field) -> Callable:
     return click.option(name, field.name, type=param_type, default=None, help=f"{help_text} [default: {shown}]")
 
 
-def _apply(command: Callable, options: list[Callable]) -> Callable:
+def apply_options(command: Callable, options: list[Callable]) -> Callable:
+    """Decorates `command` with click options, in the order listed (as stacked decorators would)."""
     for option in reversed(options):
         command = option(command)
     return command
@@ -64,7 +65,7 @@ def _apply(command: Callable, options: list[Callable]) -> Callable:
 
 def config_options(command: Callable) -> Callable:
     """Adds one option per configuration field to a click command."""
-    return _apply(command, [_click_option(f) for f in config_fields()])
+    return apply_options(command, [_click_option(f) for f in config_fields()])
 
 
 def output_dir_option(command: Callable) -> Callable:
@@ -81,7 +82,7 @@ def data_option(command: Callable, help_text: str | None = None, envvar: str | N
 
 
 def beam_options(command: Callable) -> Callable:
-    return _apply(command, [
+    return apply_options(command, [
         click.option("--beam-mode", type=click.Choice(BEAM_MODES), default=None,
                      help="Beam DirectRunner running mode for the Beam-powered components; auto: in_memory for "
                           "small input, multi_processing for large (pipeline.beam.AUTO_MULTI_PROCESSING_BYTES "
@@ -92,7 +93,7 @@ def beam_options(command: Callable) -> Callable:
 
 
 def metadata_options(command: Callable) -> Callable:
-    return _apply(command, [
+    return apply_options(command, [
         click.option("--metadata-store", "metadata_store", default=None, envvar="MLMD_STORE",
                      help="The MLMD store: an SQLite file, or mysql://USER@HOST[:PORT]/DATABASE (password from "
                           f"${metadata.PASSWORD_ENV} or --metadata-password-file). [default: <output dir>/metadata.sqlite; "
