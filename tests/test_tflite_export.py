@@ -3,6 +3,7 @@
 import json
 import os
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -33,8 +34,10 @@ def test_each_mode_gives_a_builtin_only_model_that_litert_runs(exported_modes, t
     probabilities = runner(**inputs)[export.OUTPUT_KEY]
     assert probabilities.shape == (7, 1) and ((probabilities >= 0) & (probabilities <= 1)).all()
     assert report.quantization == mode and report.tflite_bytes == len(blob)
-    assert report.parity_examples == len(eval_examples)
-    assert 0 <= report.agreement <= 1 and report.max_abs_diff >= 0
+    # Agreement is a share of the 600 eval examples: a whole number of them agreed.
+    assert report.parity_examples == len(eval_examples) == 600
+    agreed = report.agreement * report.parity_examples
+    assert agreed == pytest.approx(round(agreed), abs=1e-6), report
     assert report.tflite_latency_us > 0 and report.saved_model_latency_us > 0
 
 
@@ -43,12 +46,49 @@ def test_quantized_models_are_smaller_than_float32(exported_modes):
     assert size["dynamic"] < size["none"] and size["float16"] < size["none"], size
 
 
-def test_float32_and_dynamic_range_agree_at_the_default_gate(exported_modes):
-    # float16 and int8 also round the preprocessing constants (bucket boundaries): measured by
-    # `make bench-tflite`, and gated by the component, not asserted here.
-    for mode in ("none", "dynamic"):
-        assert exported_modes[mode][1].agreement >= 0.99, exported_modes[mode][1]
+# The component's default parity gate (README: `--tflite-min-agreement`, default 0.99).
+DEFAULT_GATE = 0.99
+
+
+def test_float32_dynamic_range_and_float16_agree_at_the_default_gate(exported_modes):
+    # README: dynamic and float16 pass the parity gate; float32 is the SavedModel's own arithmetic.
+    for mode in ("none", "dynamic", "float16"):
+        assert exported_modes[mode][1].agreement >= DEFAULT_GATE, exported_modes[mode][1]
     assert exported_modes["none"][1].max_abs_diff < 1e-4
+    # float16 rounds weights and constants to 11 significant bits, not to 256 levels.
+    assert exported_modes["float16"][1].max_abs_diff < 0.01, exported_modes["float16"][1]
+
+
+def _tensors(blob: bytes) -> tuple[Counter, Counter, Counter]:
+    """(every tensor's type, the constant tensors' types, the builtin ops) of a TFLite flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    tensors = [t for g in model.subgraphs for t in g.tensors]
+    types = Counter(flatbuffer_utils.type_to_name(t.type) for t in tensors)
+    constants = Counter(flatbuffer_utils.type_to_name(t.type) for t in tensors
+                        if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data))
+    ops = Counter(op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+                  for g in model.subgraphs for op in g.operators for code in [model.operatorCodes[op.opcodeIndex]])
+    return types, constants, ops
+
+
+def test_each_mode_stores_the_number_types_it_names(exported_modes):
+    """What the file itself holds, mode by mode. int8 has no agreement to promise (the benchmark
+    measured 77% on the default model, cause unknown, and a model this small varies from run to
+    run): it is checked for being what its name says, weights and activations in int8."""
+    none, dynamic, float16, int8 = (_tensors(exported_modes[m][0]) for m in ("none", "dynamic", "float16", "int8"))
+    quantized = ("INT8", "FLOAT16")
+    assert not any(none[0][t] for t in quantized), none[0]
+    # dynamic: int8 weights (tensors of 1,024 elements or more), float activations, no quantize op.
+    assert dynamic[1]["INT8"] >= 1 and dynamic[2]["QUANTIZE"] == 0, dynamic
+    # float16: every float constant stored as float16, dequantized to float32 where it is used.
+    assert float16[1]["FLOAT16"] >= 1 and float16[1]["FLOAT32"] == 0 and float16[2]["DEQUANTIZE"] >= 1, float16
+    # int8: activations quantized (QUANTIZE ops), most tensors int8, float constants nearly gone.
+    assert int8[2]["QUANTIZE"] >= 1, int8[2]
+    assert int8[0]["INT8"] > int8[0]["FLOAT32"], int8[0]
+    assert int8[1]["INT8"] > int8[1]["FLOAT32"], int8[1]
 
 
 def _broken(saved_model_dir, mode, representative):
