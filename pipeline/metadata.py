@@ -99,8 +99,17 @@ class MetadataStore:
             with connection.cursor() as cursor:
                 cursor.execute("SHOW GRANTS FOR CURRENT_USER()")
                 grants = " ".join(row[0] for row in cursor.fetchall()).upper()
+                cursor.execute("SHOW VARIABLES LIKE 'innodb_snapshot_isolation'")
+                snapshot_isolation = (cursor.fetchone() or (None, "OFF"))[1].upper() in ("ON", "1")
         finally:
             connection.close()
+        if write and snapshot_isolation:
+            # MariaDB >= 11.6 by default fails a transaction that reads a row another has changed
+            # ("Record has changed since last read"), and MLMD never retries: two runs at once
+            # then lose executions and TFX skips the nodes that needed them.
+            raise StoreError(f"metadata store {where}: the server has innodb_snapshot_isolation=ON, under which "
+                             "concurrent runs lose MLMD writes; an admin sets it OFF once "
+                             "(SET GLOBAL innodb_snapshot_isolation=OFF, and in the server's config)")
         if write and not any(word in grants for word in ("ALL PRIVILEGES", "INSERT")):
             raise StoreError(f"metadata store {where}: user {self.user!r} may only read it; a run needs a user "
                              "with write rights (INSERT, UPDATE, CREATE on the database)")

@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from data import taxi
 from data.validate import check_csv_dir
 from lineage.query import Lineage, RunInfo
-from lineage.store import StoreAddress, open_store
+from lineage.store import LineageError, StoreAddress, open_store
 from pipeline.config import PipelineConfig
 from pipeline.locations import Locations, OutputDir, is_uri
 from pipeline.metadata import MetadataStore
@@ -77,7 +77,15 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
                 logging.exception("The run failed")
                 failed = captured.progress.fail()
                 raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
-            finished = latest_run(locations.metadata, config.pipeline_name)
+            finished = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
+            failed = [e.node_id for e in finished.executions if e.state == "FAILED"]
+            if failed:
+                # TFX's LocalDagRunner logs a node whose inputs could not be resolved (an MLMD error
+                # included), records it FAILED and goes on with the nodes that do not read its
+                # outputs: the run must not end as if it had succeeded.
+                logging.error("Executions recorded FAILED: %s", ", ".join(failed))
+                raise RunFailed(failed[0], f"its execution is recorded FAILED in MLMD (see the log; "
+                                f"failed: {', '.join(failed)})", log_file)
             if report:
                 try:
                     report_paths = summaries.write_report(output, locations.metadata, finished, log_file)
@@ -88,11 +96,25 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
     return finished
 
 
-def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str) -> RunInfo:
-    """The pipeline's most recent run, read back from its MLMD store (an output directory's own)."""
+def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str, pipeline_root: str | None = None) -> RunInfo:
+    """The pipeline's most recent run, read back from its MLMD store (an output directory's own).
+
+    `pipeline_root`: the most recent run that wrote there. A shared store holds colleagues' runs
+    of the same pipeline too, and one may have started after this run.
+    """
     if isinstance(metadata, OutputDir):
         metadata = MetadataStore(sqlite=metadata.metadata_path)
-    return Lineage(open_store(store_address(metadata))).latest_run(pipeline_name)
+    lineage = Lineage(open_store(store_address(metadata)))
+    if pipeline_root is None or not metadata.is_server:
+        return lineage.latest_run(pipeline_name)
+    root = pipeline_root.rstrip("/") + "/"
+    for candidate in reversed(lineage.runs(pipeline_name)):
+        run = lineage.run(candidate.run_id)
+        # A resolver's outputs are earlier artifacts, possibly a colleague's; a component's are its own.
+        components = [e for e in run.executions if "resolver" not in e.component_type.lower()]
+        if any(a.uri.startswith(root) for e in components for arts in e.outputs.values() for a in arts):
+            return run
+    raise LineageError(f"the store holds no run of pipeline {pipeline_name!r} under {pipeline_root}")
 
 
 def store_address(metadata: MetadataStore) -> StoreAddress:

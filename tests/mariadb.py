@@ -57,7 +57,8 @@ def start(root: Path, port: int) -> Server:
     log = (root / "server.log").open("a")
     process = subprocess.Popen(
         ["mariadbd", "--no-defaults", f"--datadir={root / 'data'}", "--user=root", f"--port={port}",
-         "--bind-address=127.0.0.1", f"--socket={sock}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve"],
+         "--bind-address=127.0.0.1", f"--socket={sock}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve",
+         "--innodb-snapshot-isolation=OFF"],  # MariaDB >= 11.6's default breaks concurrent MLMD writers
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     deadline = time.monotonic() + 120

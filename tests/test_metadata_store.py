@@ -99,6 +99,16 @@ def test_a_store_that_cannot_be_used_is_named_in_one_line(server, case, message)
     assert "\n" not in text and store.password not in text
 
 
+def test_a_server_that_would_lose_concurrent_writes_is_refused(server):
+    server.sql("SET GLOBAL innodb_snapshot_isolation=ON")
+    try:
+        with pytest.raises(StoreError, match="innodb_snapshot_isolation=ON, under which concurrent runs lose"):
+            _store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD).check(write=True)
+        _store(server, mariadb.READER, mariadb.READER_PASSWORD).check(write=False)  # reading is safe
+    finally:
+        server.sql("SET GLOBAL innodb_snapshot_isolation=OFF")
+
+
 def test_a_writer_passes_and_a_reader_may_read(server):
     _store(server, mariadb.WRITER, mariadb.WRITER_PASSWORD).check(write=True)
     _store(server, mariadb.READER, mariadb.READER_PASSWORD).check(write=False)
@@ -150,6 +160,10 @@ def test_two_runs_at_once_into_one_store_both_complete_and_each_traces_to_its_ow
     for name, result in results.items():
         assert result.returncode == 0, (name, result.stdout[-3000:] + result.stderr[-3000:])
         assert f"MLMD store:    {server.url(mariadb.WRITER)}" in result.stdout
+        # Each summary is of its own run, whichever of the two ended last.
+        out = people[name][0]
+        [pushed_line] = [line for line in result.stdout.splitlines() if line.startswith("Pushed model:")]
+        assert pushed_line.split()[2].startswith(str(out / "serving")), (name, pushed_line)
     reader = Lineage(open_store(store_address(_store(server, mariadb.READER, mariadb.READER_PASSWORD))))
     runs = reader.runs("chicago_taxi")
     assert len(runs) == 2 and {r.state for r in runs} == {"COMPLETE"}
