@@ -4,7 +4,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import click
 from ml_metadata import errors
