@@ -2,7 +2,7 @@
 
     CsvExampleGen -> StatisticsGen -> ExampleValidator (curated schema) -> DataGate
                   -> Transform -> Trainer -> Evaluator (baseline: the latest blessed model)
-                  -> Pusher -> TFLiteExport
+                  -> TFLiteExport (convert, parity check) -> Pusher (SavedModel + TFLite, one version)
 
 `config` says what the pipeline does, `locations` where it reads and writes, `topology` which
 orchestrator's rules apply to the graph (which resolvers it can run).
@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 
 from components import code_fingerprint
 from components.data_gate.component import DataGate
+from components.pusher.component import Pusher
 from components.tflite_export.component import TFLiteExport
 from models import features
 from models.trainer import HYPERPARAMETERS_KEY
@@ -136,7 +137,8 @@ def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
 
 def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Topology, data: dict,
                      model: dict) -> list:
-    """Judges the model against the gates and the latest blessed model; pushes it when blessed."""
+    """Judges the model against the gates and the latest blessed model; publishes it, last, when
+    every gate passed."""
     examples, candidate = data["example_gen"].outputs["examples"], model["trainer"].outputs["model"]
     baseline = resolvers.baseline_model(topology.stock_resolvers, candidate) if topology.resolvers else None
     evaluator = tfx.components.Evaluator(
@@ -145,25 +147,26 @@ def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Top
         baseline_model=baseline.outputs[resolvers.MODEL_KEY] if baseline else None,
         eval_config=eval_config(config),
     )
-    pusher = tfx.components.Pusher(
+    # Everything that can stop the run comes before the Pusher; it publishes both forms as one
+    # version, so a run that fails publishes nothing.
+    tflite_export = TFLiteExport(
         model=candidate,
         model_blessing=evaluator.outputs["blessing"],
+        examples=examples,
+        quantization=config.tflite_quantization,
+        min_agreement=config.tflite_min_agreement,
+    )
+    pusher = Pusher(
+        model=candidate,
+        model_blessing=evaluator.outputs["blessing"],
+        tflite_model=tflite_export.outputs["tflite_model"],
+        tflite_destination=locations.tflite_serving_dir(config.model_name),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=locations.serving_model_dir(config.model_name))
         ),
     )
-    # After the Pusher: the TFLite file takes the pushed SavedModel's version.
-    tflite_export = TFLiteExport(
-        model=candidate,
-        model_blessing=evaluator.outputs["blessing"],
-        examples=examples,
-        pushed_model=pusher.outputs["pushed_model"],
-        push_destination=locations.tflite_serving_dir(config.model_name),
-        quantization=config.tflite_quantization,
-        min_agreement=config.tflite_min_agreement,
-    )
-    return [node for node in (baseline, evaluator, pusher, tflite_export) if node is not None]
+    return [node for node in (baseline, evaluator, tflite_export, pusher) if node is not None]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:

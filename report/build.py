@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components.pusher import options as pusher_options
 from components.tflite_export import options as tflite_options
 from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo
 from report import charts
@@ -23,7 +24,7 @@ from report.statistics import Anomaly, SplitStatistics, load_anomalies, load_sta
 
 MAIN_METRICS = ("auc", "binary_accuracy", "example_count")
 SLICE_COLUMNS = ("example_count", "auc", "binary_accuracy", "calibration", "mean_label", "mean_prediction")
-TFLITE_PROPERTIES = (*tflite_options.MEASURES, "pushed_destination")
+TFLITE_PROPERTIES = tflite_options.MEASURES
 
 
 @dataclasses.dataclass
@@ -124,11 +125,21 @@ def draw_pictures(report: RunReport) -> dict[str, bytes]:
 # --- text shared by the console summary and the report files ------------------------------------
 
 
-def pushed_destination(report_or_artifact: Any) -> str | None:
+def pushed_destination(report_or_artifact: Any, key: str = "pushed_destination") -> str | None:
+    """Where the Pusher published the SavedModel (or, with key=TFLITE_DESTINATION, its twin)."""
     pushed = report_or_artifact.pushed if isinstance(report_or_artifact, RunReport) else report_or_artifact
-    if pushed is not None and pushed.properties.get("pushed") == 1:
-        return str(pushed.properties.get("pushed_destination"))
+    if pushed is not None and pushed.properties.get("pushed") == 1 and pushed.properties.get(key):
+        return str(pushed.properties[key])
     return None
+
+
+def pushed_tflite(report_or_artifact: Any) -> str | None:
+    return pushed_destination(report_or_artifact, pusher_options.TFLITE_DESTINATION)
+
+
+def not_pushed_reason(report_or_artifact: Any) -> str | None:
+    pushed = report_or_artifact.pushed if isinstance(report_or_artifact, RunReport) else report_or_artifact
+    return None if pushed is None else pushed.properties.get(pusher_options.NOT_PUSHED_REASON)
 
 
 def verdict(evaluation: Evaluation | None) -> tuple[str, list[str]]:
@@ -298,8 +309,8 @@ def sections(report: RunReport) -> list[Section]:
         where["Trained model"] = report.model.uri
     if pushed_destination(report):
         where["Pushed model"] = pushed_destination(report)
-    if report.tflite is not None and report.tflite.properties.get("pushed_destination"):
-        where["TFLite model"] = str(report.tflite.properties["pushed_destination"])
+    if pushed_tflite(report):
+        where["TFLite model"] = pushed_tflite(report)
     if ev:
         where["TFMA evaluation"] = ev.uri
     where.update(report.where)

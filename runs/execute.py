@@ -76,7 +76,9 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
             except Exception as error:
                 logging.exception("The run failed")
                 failed = captured.progress.fail()
-                raise RunFailed(failed.node_id if failed else None, first_error_line(error), log_file) from error
+                node, message = (failed.node_id if failed else None), first_error_line(error)
+                _record_failure(config, locations, node, message)
+                raise RunFailed(node, message, log_file) from error
             finished = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
             failed = [e.node_id for e in finished.executions if e.state == "FAILED"]
             if failed:
@@ -84,8 +86,9 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
                 # included), records it FAILED and goes on with the nodes that do not read its
                 # outputs: the run must not end as if it had succeeded.
                 logging.error("Executions recorded FAILED: %s", ", ".join(failed))
-                raise RunFailed(failed[0], f"its execution is recorded FAILED in MLMD (see the log; "
-                                f"failed: {', '.join(failed)})", log_file)
+                message = f"its execution is recorded FAILED in MLMD (see the log; failed: {', '.join(failed)})"
+                _record_failure(config, locations, failed[0], message)
+                raise RunFailed(failed[0], message, log_file)
             if report:
                 try:
                     report_paths = summaries.write_report(output, locations.metadata, finished, log_file)
@@ -94,6 +97,19 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
                     report_paths = first_error_line(error)
     print(summaries.format_summary(config, output, locations, finished, log_file, report_paths))
     return finished
+
+
+def _record_failure(config: PipelineConfig, locations: Locations, node: str | None, message: str) -> None:
+    """Says in MLMD why this run failed (best effort: the run's own error is what the user gets)."""
+    try:
+        run = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
+        failed = [e.id for e in run.executions if e.state == "FAILED" and (node is None or e.node_id == node)]
+        if not failed:  # nothing of this run recorded FAILED: the newest run may be an earlier one
+            return
+        state.record_failure(locations.metadata, run.context_id, failed,
+                             f"failed in {node}: {message}" if node else message)
+    except Exception:
+        logging.exception("Recording the failure in MLMD failed")
 
 
 def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str, pipeline_root: str | None = None) -> RunInfo:

@@ -116,3 +116,20 @@ def _of_this_output_dir(store, execution, root: str) -> bool:
         if context.type == "pipeline_run" and any(a.uri.startswith(root) for a in store.get_artifacts_by_context(context.id)):
             return True
     return False
+
+
+FAILURE_PROPERTY = "failure"  # on a failed execution and its pipeline_run context: why, in one line
+
+
+def record_failure(metadata: MetadataStore, run_context_id: int, execution_ids: list[int], message: str) -> None:
+    """Writes why a run failed onto its failed executions and its pipeline_run context, so MLMD
+    says why the run published nothing (TFX records no message for an executor's exception)."""
+    store = metadata.open()
+    executions = store.get_executions_by_id(execution_ids)
+    for execution in executions:
+        execution.custom_properties[FAILURE_PROPERTY].string_value = message
+    if executions:
+        store.put_executions(executions)
+    [context] = store.get_contexts_by_id([run_context_id])
+    context.custom_properties[FAILURE_PROPERTY].string_value = f"{message}; nothing was published"
+    store.put_contexts([context])

@@ -32,14 +32,18 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
         head, reasons = report_build.verdict(evaluation)
         lines.append(f"Model blessed: {head}")
         lines += [f"                 {reason}" for reason in reasons]
-    pushed = report_build.pushed_destination(run.output("Pusher", "pushed_model"))
-    if pushed and run.states().get("Pusher") == "CACHED":
-        pushed += " (pushed by an earlier run: the same model and verdict)"
+    pushed_model = run.output("Pusher", "pushed_model")
+    pushed = report_build.pushed_destination(pushed_model)
+    earlier = " (pushed by an earlier run: the same model and verdict)" if run.states().get("Pusher") == "CACHED" else ""
     serving = locations.serving_model_dir(config.model_name)
-    lines.append(f"Pushed model:  {pushed or f'none this run (serving directory: {serving})'}")
+    if pushed:
+        lines.append(f"Pushed model:  {pushed}{earlier}")
+    else:
+        why = report_build.not_pushed_reason(pushed_model) or "the run did not reach the Pusher"
+        lines.append(f"Pushed model:  none this run ({why}; serving directory: {serving})")
     tflite = run.output("TFLiteExport", "tflite_model")
     if tflite is not None:
-        lines.append(f"TFLite model:  {describe_tflite(tflite.properties)}")
+        lines.append(f"TFLite model:  {describe_tflite(tflite.properties, report_build.pushed_tflite(pushed_model))}")
     if isinstance(report_paths, tuple):
         lines.append(f"Report:        {report_paths[0]}  (Markdown: {report_paths[1].name} beside it)")
     elif report_paths:
@@ -52,11 +56,11 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
     return "\n".join(lines)
 
 
-def describe_tflite(props: dict) -> str:
-    """One line on a TFLiteModel artifact: where it went and what its export measured."""
+def describe_tflite(props: dict, pushed_to: str | None) -> str:
+    """One line on a TFLiteModel artifact: where the Pusher put it, and what its export measured."""
     if props.get("exported") != 1:
         return f"not exported ({props.get('skip_reason', 'see the log')})"
-    where = props.get("pushed_destination", "not pushed (the Pusher pushed nothing)")
+    where = pushed_to or "not pushed (the Pusher pushed nothing)"
     return (
         f"{where} ({props['quantization']}, {props['tflite_bytes'] / 1024:.0f} KiB, "
         f"{props['size_ratio']:.1f}x smaller than the SavedModel's weights, "

@@ -3,6 +3,7 @@
 import models  # noqa: F401  (the project's Keras choice, before TensorFlow is imported)
 
 import csv
+import hashlib
 import math
 import os
 import subprocess
@@ -194,6 +195,15 @@ def run_cli(output_dir: Path, data_dir: Path, *extra: str) -> subprocess.Complet
     result = subprocess.run(argv + SMALL_RUN + list(extra), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def tree_hashes(directory: Path) -> dict[str, str]:
+    """Every path under `directory` (hidden ones too) with its sha256 ("dir" for a directory): what
+    'left exactly as it was' is compared by."""
+    if not directory.exists():
+        return {}
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(directory.rglob("*"))}
 
 
 def latest_summary(output_dir: Path, pipeline_name: str = "chicago_taxi"):

@@ -141,10 +141,11 @@ def test_vertex_target_keeps_the_baseline_resolver_and_every_edge(tmp_path, loca
     assert args[-3:] == ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-def test_tflite_export_is_a_compiled_step_after_the_pusher(compiled):
+def test_tflite_export_is_a_compiled_step_before_the_pusher(compiled):
     spec, _, _ = compiled
     task = spec.root.dag.tasks["TFLiteExport"]
-    assert {"Pusher", "Trainer", "Evaluator"} <= set(task.dependent_tasks)
+    assert {"Trainer", "Evaluator"} <= set(task.dependent_tasks) and "Pusher" not in task.dependent_tasks
+    assert "TFLiteExport" in spec.root.dag.tasks["Pusher"].dependent_tasks  # publish last
     assert executors(spec)["TFLiteExport"].container.image == IMAGE
 
 
@@ -216,6 +217,8 @@ def test_no_path_of_this_machine_in_the_spec(compiled):
     assert schema_file == str(runner.IMAGE_SCHEMA_FILE) == "/opt/tfx-taxi/pipeline/schema/schema.pbtxt"
     push = json.loads(parameters["Pusher"].inputs.parameters["push_destination"].runtime_value.constant.string_value)
     assert push["filesystem"]["base_directory"] == f"{ROOT}/serving/taxi"
+    tflite = parameters["Pusher"].inputs.parameters["tflite_destination"].runtime_value.constant.string_value
+    assert tflite == f"{ROOT}/serving/taxi_tflite"
 
 
 @pytest.mark.parametrize(

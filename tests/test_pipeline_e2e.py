@@ -113,7 +113,7 @@ def test_the_tflite_model_is_in_mlmd_as_made_from_the_trained_model(two_runs):
     props = tflite.properties
     assert props["exported"] == 1 and props["quantization"] == "dynamic"
     # The sizes recorded are those of the files: the TFLite model, and the SavedModel's weights.
-    pushed = Path(props["pushed_destination"])
+    pushed = Path(summary.output("Pusher", "pushed_model").properties["tflite_destination"])
     assert props["tflite_bytes"] == (pushed / "model.tflite").stat().st_size
     weights = _directory_bytes(_pushed_version(summary) / "variables")
     assert props["saved_model_weights_bytes"] == weights
@@ -136,7 +136,7 @@ def test_the_tflite_file_is_pushed_beside_the_serving_model_with_its_version(two
     output_dir, _, (first, summary), _ = two_runs
 
     version = _pushed_version(summary)
-    pushed = Path(summary.output("TFLiteExport", "tflite_model").properties["pushed_destination"])
+    pushed = Path(summary.output("Pusher", "pushed_model").properties["tflite_destination"])
     assert pushed == output_dir / "serving" / "taxi_tflite" / version.name
     assert sorted(p.name for p in pushed.iterdir()) == ["device_contract.json", "metadata.json", "model.tflite"]
     runner = Interpreter(model_path=str(pushed / "model.tflite")).get_signature_runner("device")

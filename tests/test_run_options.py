@@ -21,7 +21,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from data import taxi
-from tests.conftest import REPO, SMALL_RUN, latest_summary, run_cli
+from ml_metadata.metadata_store import metadata_store as mlmd
+
+from tests.conftest import REPO, SMALL_RUN, latest_summary, local_locations, run_cli, tree_hashes
 
 pytestmark = pytest.mark.e2e
 
@@ -64,16 +66,17 @@ def uncached(first):
     100% in int8 (on this model int8 takes the SavedModel's decision on about 98% of the eval
     examples; the lossless modes on all of them).
 
-    Returns (the CompletedProcess, the run read back from MLMD, serving/taxi_tflite's listing
-    before the run).
+    Returns (the CompletedProcess, the run read back from MLMD, the serving directory's files and
+    their hashes before the run).
     """
     output_dir, data_dir, _, _ = first
-    tflite_before = listing(output_dir / "serving" / "taxi_tflite")
+    serving_before = tree_hashes(output_dir / "serving")
+    assert any(name.startswith("taxi/") for name in serving_before), serving_before  # the first run pushed
     argv = [sys.executable, "-m", "cli", "run", "--output-dir", str(output_dir), "--data-dir", str(data_dir),
             "--no-report", *SMALL_RUN, "--no-enable-cache", "--tflite-quantization", "int8",
             "--tflite-min-agreement", "1.0"]
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
-    return result, latest_summary(output_dir), tflite_before
+    return result, latest_summary(output_dir), serving_before
 
 
 # --- --verbose, --no-report, --tflite-quantization: the first run ---------------------------------
@@ -104,7 +107,7 @@ def test_float16_quantization_is_what_the_run_exports_and_records(first):
     tflite = run.output("TFLiteExport", "tflite_model")
     props = tflite.properties
     assert props["exported"] == 1 and props["quantization"] == "float16", props
-    model_file = Path(props["pushed_destination"]) / "model.tflite"
+    model_file = Path(run.output("Pusher", "pushed_model").properties["tflite_destination"]) / "model.tflite"
     assert model_file.is_file() and model_file.stat().st_size == props["tflite_bytes"]
     # The file itself is float16: its weights are float16 constants (dynamic stores int8, none float32).
     dtypes = {np.dtype(t["dtype"]).name for t in Interpreter(model_path=str(model_file)).get_tensor_details()}
@@ -119,9 +122,11 @@ def test_no_enable_cache_runs_every_component_again(first, uncached):
     _, run, _ = uncached
     states = run.states()
     assert set(states) == ALL_NODES, states
-    # Run again, not reused: no CACHED state (TFLiteExport ran and failed: see the next test), and
-    # new artifacts where a cached run would have re-recorded the first run's.
+    # Run again, not reused: no CACHED state (TFLiteExport ran and failed, so the Pusher after it
+    # never ran: see the next test), and new artifacts where a cached run would have re-recorded
+    # the first run's.
     assert "CACHED" not in states.values(), states
+    assert set(states) == ALL_NODES - {"Pusher"}, states
     assert {n for n, s in states.items() if s != "COMPLETE"} == {"TFLiteExport"}, states
     for node, key in [("CsvExampleGen", "examples"), ("StatisticsGen", "statistics"), ("ImportSchemaGen", "schema"),
                       ("Transform", "transform_graph"), ("Trainer", "model"), ("Evaluator", "evaluation")]:
@@ -130,7 +135,7 @@ def test_no_enable_cache_runs_every_component_again(first, uncached):
 
 def test_a_tflite_model_below_the_parity_gate_fails_the_run_and_ships_nothing(first, uncached):
     output_dir, _, _, _ = first
-    result, run, tflite_before = uncached
+    result, run, serving_before = uncached
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     first_line = result.stderr.strip().splitlines()[0]
     assert first_line.startswith("Run failed in TFLiteExport: "), result.stderr[-3000:]
@@ -139,12 +144,17 @@ def test_a_tflite_model_below_the_parity_gate_fails_the_run_and_ships_nothing(fi
     assert agreement and float(agreement[1]) < 100, first_line
     assert re.search(r"^\[\s*\d+/12\] TFLiteExport +failed ", result.stdout, re.M), result.stdout[-2000:]
     assert run.states()["TFLiteExport"] == "FAILED"
-    # The Pusher pushed this run's model, and no TFLite version came with it.
-    pushed = run.output("Pusher", "pushed_model").properties
-    assert pushed["pushed"] == 1 and (Path(pushed["pushed_destination"]) / "saved_model.pb").is_file()
-    version = Path(pushed["pushed_destination"]).name
-    assert not (output_dir / "serving" / "taxi_tflite" / version).exists()
-    assert listing(output_dir / "serving" / "taxi_tflite") == tflite_before
+    # The model was blessed, but the Pusher comes after every gate: it never ran, and the serving
+    # directory (both forms) is exactly as the first run left it.
+    assert run.output("Evaluator", "blessing").properties["blessed"] == 1
+    assert "Pusher" not in run.states()
+    assert tree_hashes(output_dir / "serving") == serving_before
+    # MLMD says why nothing was published: on the failed execution and on the run.
+    store = mlmd.MetadataStore(local_locations(output_dir).metadata.connection_config())
+    [failed] = [e for e in store.get_executions_by_context(run.context_id) if e.last_known_state == e.FAILED]
+    assert failed.custom_properties["failure"].string_value.startswith("failed in TFLiteExport: TFLite (int8) agrees")
+    [context] = store.get_contexts_by_id([run.context_id])
+    assert context.custom_properties["failure"].string_value.endswith("; nothing was published")
 
 
 # --- a change to the model code: on a copy of the repository --------------------------------------

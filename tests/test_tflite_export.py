@@ -121,31 +121,13 @@ def test_a_saved_model_without_the_device_signature_is_refused(tmp_path):
         export.export(str(tmp_path / "m"), "none", [], [b""], min_agreement=0.99)
 
 
-def test_push_writes_a_complete_version_and_never_overwrites_one(exported_modes, taxi_model, tmp_path):
+def test_the_twin_holds_the_model_its_measures_and_the_device_contract(exported_modes, taxi_model, tmp_path):
     export_dir, _, _, eval_examples = taxi_model
     blob, report = exported_modes["dynamic"]
-    root = tmp_path / "serving" / "taxi_tflite"
-    pushed = export.push(blob, report, export_dir, str(root), "1700000000")
-    assert sorted(os.listdir(root)) == ["1700000000"]  # no partial directory left behind
-    assert sorted(os.listdir(pushed)) == ["device_contract.json", "metadata.json", "model.tflite"]
-    assert json.loads((root / "1700000000" / "metadata.json").read_text())["agreement"] == report.agreement
-    runner = export.load_runner(os.path.join(pushed, export.MODEL_FILE))
+    twin = tmp_path / "twin"
+    export.write_twin(blob, report, export_dir, str(twin))
+    assert sorted(os.listdir(twin)) == ["device_contract.json", "metadata.json", "model.tflite"]
+    assert json.loads((twin / "metadata.json").read_text())["agreement"] == report.agreement
+    runner = export.load_runner(str(twin / export.MODEL_FILE))
     inputs = export.device_inputs(tf.saved_model.load(export_dir), eval_examples[:3])
     np.testing.assert_array_equal(runner(**inputs)["probabilities"], export._runner(blob)(**inputs)["probabilities"])
-
-    with pytest.raises(FileExistsError, match="never overwritten"):
-        export.push(b"other", report, export_dir, str(root), "1700000000")
-    assert (root / "1700000000" / "model.tflite").read_bytes() == blob
-
-
-def test_a_failed_push_leaves_nothing_half_written(exported_modes, taxi_model, tmp_path, monkeypatch):
-    blob, report = exported_modes["dynamic"]
-    root = tmp_path / "serving"
-
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tf.io.gfile, "rename", fail)
-    with pytest.raises(OSError, match="disk full"):
-        export.push(blob, report, taxi_model[0], str(root), "1700000001")
-    assert os.listdir(root) == []

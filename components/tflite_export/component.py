@@ -15,8 +15,8 @@ from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, DEFAULT_QUAN
 class TFLiteModel(types.Artifact):
     """A TFLite flatbuffer converted from a trained Model.
 
-    Custom properties: options.MEASURES, exported (0 when skipped, with skip_reason), and
-    pushed_destination (when pushed).
+    Its directory holds what the Pusher publishes beside the SavedModel (export.write_twin).
+    Custom properties: options.MEASURES, and exported (0 when skipped, with skip_reason).
     """
 
     # KFP v2 names a custom type <namespace>.<Type> (one dot) and its steps import the class by
@@ -30,7 +30,6 @@ class TFLiteExportSpec(types.ComponentSpec):
         "min_agreement": ExecutionParameter(type=float),  # the parity gate, 0..1
         "parity_examples": ExecutionParameter(type=int),  # eval examples compared
         "representative_examples": ExecutionParameter(type=int),  # train examples for int8 ranges
-        "push_destination": ExecutionParameter(type=str),  # <dir>/<version>/model.tflite
         # This component's own code (components.code_fingerprint): recorded in MLMD, and a change
         # in the code invalidates the cache.
         "code_fingerprint": ExecutionParameter(type=str),
@@ -39,18 +38,16 @@ class TFLiteExportSpec(types.ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
-        # The Pusher's output: its version names the TFLite version, so both stay in step.
-        "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel),
     }
     OUTPUTS = {"tflite_model": ChannelParameter(type=TFLiteModel)}
 
 
 class TFLiteExport(base_component.BaseComponent):
-    """Converts the blessed model to TFLite, checks it against the SavedModel, pushes it.
+    """Converts the blessed model to TFLite and checks it against the SavedModel, before the push.
 
     An unblessed model is not converted (the artifact records why). A model whose TFLite form
     disagrees with the SavedModel on more than 1 - min_agreement of the eval split fails the
-    component, so nothing downstream sees it.
+    component, so the Pusher after it never runs: neither form is published.
     """
 
     SPEC_CLASS = TFLiteExportSpec
@@ -61,8 +58,6 @@ class TFLiteExport(base_component.BaseComponent):
         model: types.BaseChannel,
         model_blessing: types.BaseChannel,
         examples: types.BaseChannel,
-        pushed_model: types.BaseChannel,
-        push_destination: str,
         quantization: str = DEFAULT_QUANTIZATION,
         min_agreement: float = DEFAULT_MIN_AGREEMENT,
         parity_examples: int = 5000,
@@ -73,8 +68,6 @@ class TFLiteExport(base_component.BaseComponent):
                 model=model,
                 model_blessing=model_blessing,
                 examples=examples,
-                pushed_model=pushed_model,
-                push_destination=push_destination,
                 quantization=quantization,
                 min_agreement=min_agreement,
                 parity_examples=parity_examples,

@@ -1,6 +1,5 @@
 """TFLiteExport's executor: adapts TFX artifacts to the plain functions in export.py."""
 
-import os
 from typing import Any
 
 import tensorflow as tf
@@ -24,7 +23,6 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         model = artifact_utils.get_single_instance(input_dict["model"])
         blessing = artifact_utils.get_single_instance(input_dict["model_blessing"])
-        pushed = artifact_utils.get_single_instance(input_dict["pushed_model"])
         out = artifact_utils.get_single_instance(output_dict["tflite_model"])
         mode = exec_properties["quantization"]
         out.set_string_custom_property("quantization", mode)
@@ -49,9 +47,8 @@ class Executor(base_executor.BaseExecutor):
             ),
             min_agreement=exec_properties["min_agreement"],
         )
-        tf.io.gfile.makedirs(out.uri)
-        with tf.io.gfile.GFile(os.path.join(out.uri, export.MODEL_FILE), "wb") as f:
-            f.write(tflite_model)
+        # The twin as the Pusher publishes it; the Pusher runs only if this node succeeded.
+        export.write_twin(tflite_model, report, saved_model_dir, out.uri)
         for key, value in report.as_dict().items():
             if isinstance(value, str):
                 out.set_string_custom_property(key, value)
@@ -60,12 +57,3 @@ class Executor(base_executor.BaseExecutor):
             else:
                 out.set_float_custom_property(key, value)
         out.set_int_custom_property("exported", 1)
-
-        if pushed.get_int_custom_property("pushed") == 1:
-            version = pushed.get_string_custom_property("pushed_version")
-            destination = export.push(
-                tflite_model, report, saved_model_dir, exec_properties["push_destination"], version
-            )
-            out.set_string_custom_property("pushed_destination", destination)
-            logging.info("TFLiteExport: pushed %s", destination)
-

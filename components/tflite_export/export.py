@@ -10,7 +10,6 @@ import json
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -208,33 +207,17 @@ def export(
     return tflite_model, report
 
 
-def push(
-    tflite_model: bytes, report: Report, saved_model_dir: str, destination_root: str, version: str
-) -> str:
-    """Writes <root>/<version>/{model.tflite, metadata.json, device_contract.json}; returns the dir.
-
-    The files are written to a hidden sibling directory, then renamed into place in one step, so a
-    reader never sees a version without its model file. An existing version is left alone.
-    """
-    final = os.path.join(destination_root, version)
-    if tf.io.gfile.exists(final):
-        raise FileExistsError(f"{final} already exists; a pushed version is never overwritten")
-    partial = os.path.join(destination_root, f".{version}.{uuid.uuid4().hex}.partial")
-    tf.io.gfile.makedirs(partial)
-    try:
-        with tf.io.gfile.GFile(os.path.join(partial, MODEL_FILE), "wb") as f:
-            f.write(tflite_model)
-        with tf.io.gfile.GFile(os.path.join(partial, METADATA_FILE), "w") as f:
-            f.write(json.dumps(report.as_dict(), indent=2) + "\n")
-        contract = os.path.join(saved_model_dir, "assets.extra", DEVICE_CONTRACT_FILE)
-        if tf.io.gfile.exists(contract):
-            tf.io.gfile.copy(contract, os.path.join(partial, DEVICE_CONTRACT_FILE))
-        tf.io.gfile.rename(partial, final)
-    except BaseException:
-        if tf.io.gfile.exists(partial):
-            tf.io.gfile.rmtree(partial)
-        raise
-    return final
+def write_twin(tflite_model: bytes, report: Report, saved_model_dir: str, directory: str) -> None:
+    """Writes what a device build takes, as the Pusher publishes it beside the SavedModel:
+    <directory>/{model.tflite, metadata.json (what was measured), device_contract.json}."""
+    tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(os.path.join(directory, MODEL_FILE), "wb") as f:
+        f.write(tflite_model)
+    with tf.io.gfile.GFile(os.path.join(directory, METADATA_FILE), "w") as f:
+        f.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    contract = os.path.join(saved_model_dir, "assets.extra", DEVICE_CONTRACT_FILE)
+    if tf.io.gfile.exists(contract):
+        tf.io.gfile.copy(contract, os.path.join(directory, DEVICE_CONTRACT_FILE), overwrite=True)
 
 
 def load_runner(path: str):
