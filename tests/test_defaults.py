@@ -125,7 +125,8 @@ def test_max_auc_drop_blocks_a_worse_model_that_passes_the_absolute_gates(defaul
     # Not blessed, nothing pushed: the serving directory is byte for byte what it was.
     assert evaluation.blessed is False
     assert second.output("Evaluator", "blessing").properties["blessed"] == 0
-    assert second.output("Pusher", "pushed_model").properties.get("pushed", 0) == 0
+    pushed = second.output("Pusher", "pushed_model").properties
+    assert pushed["pushed"] == 0 and pushed["not_pushed_reason"] == "the Evaluator did not bless the model"
     assert serving_state(output_dir) == serving_before
     assert re.search(r"Model blessed: no\b.*auc change", result.stdout), result.stdout[-3000:]
     assert re.search(r"auc change vs baseline -0\.\d{4} \(needs >= -0\.02\): failed", result.stdout), result.stdout[-3000:]
