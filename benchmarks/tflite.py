@@ -39,8 +39,8 @@ def main(output_dir: Path, parity_examples: int) -> None:
     if model is None or examples is None:
         raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
     saved_model = path_utils.serving_model_path(model.uri)  # this project's runs: TFX 1.21 layout
-    train = export.read_examples(formats.examples_pattern(examples.uri, "train"), 200)
-    evaluation = export.read_examples(formats.examples_pattern(examples.uri, "eval"), parity_examples)
+    train = formats.read_examples(formats.examples_pattern(examples.uri, "train"), 200)
+    evaluation = formats.read_examples(formats.examples_pattern(examples.uri, "eval"), parity_examples)
 
     rows, reports = [], {}
     for mode in QUANTIZATION_MODES:

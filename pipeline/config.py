@@ -14,6 +14,7 @@ from typing import Any
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components.data_gate import options as data_gate
+from components.serving_check import options as serving_check
 from components.tflite_export import options as tflite
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
@@ -74,6 +75,10 @@ class PipelineConfig:
         default=tflite.DEFAULT_MIN_AGREEMENT,
         metadata=_help("TFLite export fails unless it takes the SavedModel's decision on this share of eval examples."),
     )
+    serving_load_timeout: float = dataclasses.field(
+        default=serving_check.DEFAULT_LOAD_TIMEOUT,
+        metadata=_help("Serving check: seconds a fresh process without this project's code has to load the model and answer."),
+    )
     enable_cache: bool = dataclasses.field(
         default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")
     )
@@ -111,6 +116,8 @@ class PipelineConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(name, f"must be between 0 and 1, got {value}")
+        if not self.serving_load_timeout > 0:
+            raise ConfigError("serving_load_timeout", f"must be more than 0 seconds, got {self.serving_load_timeout}")
         for name in ("pipeline_name", "model_name"):
             value = getattr(self, name)
             if not value or not value.replace("_", "").replace("-", "").isalnum():

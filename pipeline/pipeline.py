@@ -2,7 +2,8 @@
 
     CsvExampleGen -> StatisticsGen -> ExampleValidator (curated schema) -> DataGate
                   -> Transform -> Trainer -> Evaluator (baseline: the latest blessed model)
-                  -> TFLiteExport (convert, parity check) -> Pusher (SavedModel + TFLite, one version)
+                  -> ServingCheck (a model server's view) and TFLiteExport (convert, parity check)
+                  -> Pusher (SavedModel with warm-up requests + TFLite, one version)
 
 `config` says what the pipeline does, `locations` where it reads and writes, `topology` which
 orchestrator's rules apply to the graph (which resolvers it can run).
@@ -18,6 +19,7 @@ from tfx import v1 as tfx
 from components import code_fingerprint
 from components.data_gate.component import DataGate
 from components.pusher.component import Pusher
+from components.serving_check.component import ServingCheck
 from components.tflite_export.component import TFLiteExport
 from models import features
 from models.trainer import HYPERPARAMETERS_KEY
@@ -156,9 +158,17 @@ def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Top
         quantization=config.tflite_quantization,
         min_agreement=config.tflite_min_agreement,
     )
+    serving_check = ServingCheck(
+        model=candidate,
+        examples=examples,
+        model_blessing=evaluator.outputs["blessing"],
+        model_name=config.model_name,
+        load_timeout=config.serving_load_timeout,
+    )
     pusher = Pusher(
         model=candidate,
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         tflite_model=tflite_export.outputs["tflite_model"],
         tflite_destination=locations.tflite_serving_dir(config.model_name),
         push_destination=tfx.proto.PushDestination(
@@ -166,7 +176,7 @@ def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Top
                 base_directory=locations.serving_model_dir(config.model_name))
         ),
     )
-    return [node for node in (baseline, evaluator, tflite_export, pusher) if node is not None]
+    return [node for node in (baseline, evaluator, serving_check, tflite_export, pusher) if node is not None]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:

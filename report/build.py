@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.pusher import options as pusher_options
+from components.serving_check import options as serving_options
 from components.tflite_export import options as tflite_options
 from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo
 from report import charts
@@ -57,6 +58,7 @@ class RunReport:
     curves: dict[str, Curves]
     pictures: dict[str, bytes]  # name -> PNG
     where: dict[str, str]  # label -> path (MLMD store, TensorBoard logs, log file, ...)
+    serving_check: ArtifactInfo | None = None  # ServingCheck's InfraBlessing
 
 
 def find_output(run: RunInfo, type_suffix: str, key: str | None = None) -> tuple[ExecutionInfo, ArtifactInfo] | tuple[None, None]:
@@ -91,11 +93,12 @@ def collect(run: RunInfo, where: dict[str, str] | None = None, pictures: bool = 
     _, model = find_output(run, "Model")
     _, pushed = find_output(run, "PushedModel")
     _, tflite = find_output(run, "TFLiteModel")
+    _, serving_check = find_output(run, "InfraBlessing")
     _, stats = find_output(run, "ExampleStatistics", key="statistics")
     _, anomalies = find_output(run, "ExampleAnomalies")
     anomaly_splits, found_anomalies = load_anomalies(anomalies.uri) if anomalies else ([], [])
     report = RunReport(
-        run=run, evaluation=evaluation, model=model, pushed=pushed, tflite=tflite,
+        run=run, evaluation=evaluation, model=model, pushed=pushed, tflite=tflite, serving_check=serving_check,
         statistics=load_statistics(stats.uri) if stats else [],
         anomaly_splits=anomaly_splits, anomalies=found_anomalies,
         curves=curves(evaluation.uri) if evaluation else {},
@@ -135,6 +138,16 @@ def pushed_destination(report_or_artifact: Any, key: str = "pushed_destination")
 
 def pushed_tflite(report_or_artifact: Any) -> str | None:
     return pushed_destination(report_or_artifact, pusher_options.TFLITE_DESTINATION)
+
+
+def serving_check_line(props: dict) -> str:
+    """ServingCheck's verdict and figures in one line (summary and report)."""
+    reason = props.get(serving_options.REASON, "see the log")
+    if props.get("blessed") != 1:
+        return reason if reason.startswith("not checked") else f"failed: {reason}"
+    return (f"passed: {props['requests']} TF Serving requests from a fresh process without this project's code "
+            f"(load {props['load_seconds']:.1f} s, latency p50 {props['latency_p50_ms']:.1f} ms, "
+            f"p99 {props['latency_p99_ms']:.1f} ms, peak RSS {props['peak_rss_mb']:.0f} MB)")
 
 
 def not_pushed_reason(report_or_artifact: Any) -> str | None:
@@ -287,6 +300,12 @@ def sections(report: RunReport) -> list[Section]:
         else:
             text.append(f"Anomalies: none in {', '.join(report.anomaly_splits)} (checked against the curated schema).")
     out.append(Section("Data", text, tables, []))
+
+    if report.serving_check is not None:
+        props = report.serving_check.properties
+        rows = [[k, _fmt(props[k])] for k in serving_options.MEASURES if k in props]
+        out.append(Section("Serving check", [serving_check_line(props)],
+                           [Table("", ["measure", "value"], rows)] if rows else [], []))
 
     if report.tflite is not None:
         props = report.tflite.properties

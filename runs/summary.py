@@ -32,6 +32,9 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
         head, reasons = report_build.verdict(evaluation)
         lines.append(f"Model blessed: {head}")
         lines += [f"                 {reason}" for reason in reasons]
+    serving_check = run.output("ServingCheck", "blessing")
+    if serving_check is not None:
+        lines.append(f"Serving check: {report_build.serving_check_line(serving_check.properties)}")
     pushed_model = run.output("Pusher", "pushed_model")
     pushed = report_build.pushed_destination(pushed_model)
     earlier = " (pushed by an earlier run: the same model and verdict)" if run.states().get("Pusher") == "CACHED" else ""

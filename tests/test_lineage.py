@@ -100,7 +100,7 @@ def test_runs_lists_each_run_with_node_states(store, two_runs, retrained_run):
     runs = {r["run_id"]: r for r in lineage_json("runs", "--mlmd-sqlite", store)}
     states = {run.run_id: {n["node_id"]: n["state"] for n in runs[run.run_id]["nodes"]} for run in (first, second, third)}
     assert all(runs[run_id]["state"] == "COMPLETE" for run_id in states)
-    assert set(states[first.run_id].values()) == {"COMPLETE"} and len(states[first.run_id]) == 12
+    assert set(states[first.run_id].values()) == {"COMPLETE"} and len(states[first.run_id]) == 13
     assert states[second.run_id]["CsvExampleGen"] == states[second.run_id]["Trainer"] == states[second.run_id]["Pusher"] == "CACHED"
     code, text = lineage("runs", "--mlmd-sqlite", store)
     assert code == 0
@@ -320,7 +320,7 @@ def _run_graph(store_api: Mlmd, run_id: str) -> tuple[dict[str, tuple[str, str]]
 def test_graph_prints_the_runs_nodes_and_edges_as_mermaid_and_dot(own_runs, tmp_path):
     own, _, second = own_runs
     nodes, edges = _run_graph(Mlmd(own), second)
-    assert sum(1 for n in nodes if n.startswith("e:")) == 12
+    assert sum(1 for n in nodes if n.startswith("e:")) == 13
 
     code, text = lineage("graph", "latest", "--format", "mermaid", "--mlmd-sqlite", own)
     assert code == 0, text

@@ -4,6 +4,9 @@ Real parts throughout: CsvExampleGen, TFDV, TFT and TFMA on Beam, Keras training
 store. A few hundred rows and a few training steps keep it to a couple of minutes.
 """
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import ml_metadata as mlmd
@@ -13,16 +16,17 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from lineage.metrics import overall_metrics
 from lineage.query import RunInfo
-from tests.conftest import SMALL_RUN
+from tests.conftest import REPO, SMALL_RUN
 
 pytestmark = pytest.mark.e2e
 
 ALL_NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-    "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport",
+    "Trainer", "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "Pusher", "TFLiteExport",
     "accepted_statistics_resolver", "DataGate",
 }
 UPSTREAM = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"}
@@ -76,6 +80,36 @@ def test_the_blessed_model_was_pushed_in_serving_layout(two_runs):
     assert f"Pushed model:  {version}" in first.stdout
     for line in ("MLMD store:", "Logs:", "TensorBoard:", "Eval metrics: auc="):
         assert line in first.stdout
+
+
+def test_the_pushed_model_passed_the_serving_check_and_carries_its_warm_up_requests(two_runs):
+    _, _, (first, summary), _ = two_runs
+    check = summary.output("ServingCheck", "blessing").properties
+    assert check["blessed"] == 1 and check["requests"] == 100, check
+    assert re.search(r"^Serving check: passed: 100 TF Serving requests .*p99 [\d.]+ ms", first.stdout, re.M), first.stdout[-3000:]
+    # TF Serving's warm-up file, parsed with its own protos and replayed against the pushed model.
+    warmup = _pushed_version(summary) / "assets.extra" / "tf_serving_warmup_requests"
+    logs = [prediction_log_pb2.PredictionLog.FromString(r)
+            for r in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator()]
+    assert len(logs) == 100
+    serve = tf.saved_model.load(str(_pushed_version(summary))).signatures["serving_default"]
+    for log in logs[:5]:
+        request = log.predict_log.request
+        answer = serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})["probabilities"]
+        assert answer.shape == (1, 1) and 0 <= float(answer[0, 0]) <= 1
+    assert summary.output("Pusher", "pushed_model").properties["pushed"] == 1
+
+
+def test_saved_model_cli_shows_the_signatures_the_readme_documents(two_runs):
+    _, _, (_, summary), _ = two_runs
+    cli = Path(sys.executable).with_name("saved_model_cli")  # TensorFlow's own tool, from the wheel
+    shown = subprocess.run([str(cli), "show", "--dir", str(_pushed_version(summary)), "--tag_set", "serve"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    signatures = set(re.findall(r'SignatureDef key: "(\w+)"', shown.stdout))
+    assert signatures == {"serving_default", "transform_features", "device", "device_inputs"}, shown.stdout
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in signatures)
 
 
 def test_pushed_model_answers_serialized_eval_examples_with_probabilities(two_runs):

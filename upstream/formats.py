@@ -45,6 +45,17 @@ def examples_pattern(artifact_uri: str, split: str) -> str:
     return os.path.join(split_uri(artifact_uri, split), EXAMPLES_FILES)
 
 
+def read_examples(file_pattern: str, limit: int) -> list[bytes]:
+    """Up to `limit` serialized tf.Examples from gzipped TFRecords (ExampleGen's format)."""
+    import tensorflow as tf  # here: this module is read by code that must not load TensorFlow
+
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    if not files:
+        raise FileNotFoundError(f"no examples match {file_pattern}")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
+    return [record.numpy() for record in dataset]
+
+
 def _read(path: str) -> bytes:
     with _gfile().GFile(path, "rb") as f:
         return f.read()

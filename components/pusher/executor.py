@@ -1,7 +1,9 @@
 """Pusher's executor: TFX's blessing checks and artifact, with publish.py's all-or-nothing push."""
 
+import os
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
@@ -12,6 +14,7 @@ from tfx.utils import io_utils, proto_utils
 
 from components.pusher import publish
 from components.pusher.options import NOT_PUSHED_REASON, TFLITE_DESTINATION
+from components.serving_check import options as serving_options
 
 
 class Executor(tfx_pusher.Executor):
@@ -43,7 +46,7 @@ class Executor(tfx_pusher.Executor):
                 raise RuntimeError(f"the TFLite twin was not exported ({tflite.get_string_custom_property('skip_reason')}); "
                                    "a blessed model is published with its twin or not at all")
             writers.append((tflite_base, publish.copy_tree(tflite.uri)))
-        writers.append((base, publish.copy_tree(model_path)))  # last: what TF Serving watches
+        writers.append((base, publish.with_warmup(publish.copy_tree(model_path), warmup_file(input_dict))))  # last: what TF Serving watches
         for where in {base, tflite_base} - {None}:
             for name in publish.leftovers(where):
                 logging.warning("Pusher: %s/%s is what an interrupted push left; ignored", where, name)
@@ -56,11 +59,21 @@ class Executor(tfx_pusher.Executor):
             pushed.set_string_custom_property(TFLITE_DESTINATION, published[0])
 
 
+def warmup_file(input_dict: dict[str, list[types.Artifact]]) -> str | None:
+    """The warm-up requests ServingCheck wrote into its blessing, if any."""
+    if not input_dict.get(standard_component_specs.INFRA_BLESSING_KEY):
+        return None
+    path = os.path.join(artifact_utils.get_single_uri(input_dict[standard_component_specs.INFRA_BLESSING_KEY]),
+                        serving_options.WARMUP_FILE)
+    return path if tf.io.gfile.exists(path) else None
+
+
 def not_blessed_reason(input_dict: dict[str, list[types.Artifact]]) -> str | None:
     """Why the model must not be pushed (TFX's blessing rules), or None when it may be."""
     checks = ((standard_component_specs.MODEL_BLESSING_KEY, model_utils.is_model_blessed, "the Evaluator"),
               (standard_component_specs.INFRA_BLESSING_KEY, model_utils.is_infra_validated, "serving validation"))
     for key, blessed, who in checks:
         if input_dict.get(key) and not blessed(artifact_utils.get_single_instance(input_dict[key])):
-            return f"{who} did not bless the model"
+            reason = artifact_utils.get_single_instance(input_dict[key]).get_string_custom_property("reason")
+            return f"{who} did not bless the model" + (f": {reason}" if reason and key != standard_component_specs.MODEL_BLESSING_KEY else "")
     return None

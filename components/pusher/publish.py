@@ -84,3 +84,17 @@ def copy_tree(source: str) -> Writer:
                 tf.io.gfile.copy(os.path.join(directory, name), os.path.join(into, name), overwrite=True)
 
     return write
+
+
+def with_warmup(write: Writer, warmup_file: str | None) -> Writer:
+    """A SavedModel writer that also puts TF Serving's warm-up requests in the version's
+    assets.extra/, which TF Serving replays before it serves the version."""
+    if warmup_file is None:
+        return write
+
+    def write_with_warmup(target: str) -> None:
+        write(target)
+        tf.io.gfile.makedirs(os.path.join(target, "assets.extra"))
+        tf.io.gfile.copy(warmup_file, os.path.join(target, "assets.extra", os.path.basename(warmup_file)), overwrite=True)
+
+    return write_with_warmup

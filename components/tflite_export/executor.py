@@ -39,10 +39,10 @@ class Executor(base_executor.BaseExecutor):
         tflite_model, report = export.export(
             saved_model_dir,
             mode,
-            representative_examples=export.read_examples(
+            representative_examples=formats.read_examples(
                 formats.examples_pattern(examples, "train"), exec_properties["representative_examples"]
             ),
-            parity_examples=export.read_examples(
+            parity_examples=formats.read_examples(
                 formats.examples_pattern(examples, "eval"), exec_properties["parity_examples"]
             ),
             min_agreement=exec_properties["min_agreement"],

@@ -68,15 +68,6 @@ def directory_bytes(path: str) -> int:
     )
 
 
-def read_examples(file_pattern: str, limit: int) -> list[bytes]:
-    """Up to `limit` serialized tf.Examples from gzipped TFRecords (ExampleGen's format)."""
-    files = sorted(tf.io.gfile.glob(file_pattern))
-    if not files:
-        raise FileNotFoundError(f"no examples match {file_pattern}")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
-    return [record.numpy() for record in dataset]
-
-
 def device_inputs(saved_model: Any, examples: Sequence[bytes]) -> dict[str, np.ndarray]:
     """The device signature's inputs for these examples, from the model's own adapter."""
     out = saved_model.signatures[DEVICE_INPUTS_SIGNATURE](examples=tf.constant(list(examples)))

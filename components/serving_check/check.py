@@ -1,0 +1,111 @@
+"""ServingCheck's logic: real eval examples as TF Serving requests, served by a fresh process,
+answers checked against the model's in-process answers (what TFMA evaluates)."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+SIGNATURE = "serving_default"
+INPUT_KEY = "examples"  # serving_default takes serialized tf.Examples (models/model.py)
+OUTPUT_KEY = "probabilities"
+TOLERANCE = 1e-5  # float32 answers of the same graph in two processes
+SERVER = Path(__file__).with_name("server.py")
+
+
+class ServingFailure(Exception):
+    """The model cannot be served as it is: the message says why, for people."""
+
+
+def project_packages() -> list[str]:
+    """The training project's top-level modules and packages: what the fresh process refuses."""
+    root = Path(__file__).resolve().parents[2]
+    names = {p.parent.name for p in root.glob("*/__init__.py")} | {p.stem for p in root.glob("*.py")}
+    return sorted(names - {"tests"})
+
+
+def predict_requests(examples: Sequence[bytes], model_name: str) -> list[predict_pb2.PredictRequest]:
+    """One PredictRequest per serialized example, as a client of TF Serving's REST/gRPC API sends."""
+    requests = []
+    for example in examples:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = SIGNATURE
+        request.inputs[INPUT_KEY].CopyFrom(tf.make_tensor_proto([example], dtype=tf.string))
+        requests.append(request)
+    return requests
+
+
+def write_warmup(requests: Sequence[predict_pb2.PredictRequest], path: str) -> None:
+    """TF Serving's warm-up file: a TFRecord of PredictionLogs, replayed when a version loads."""
+    with tf.io.TFRecordWriter(path) as writer:
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def read_warmup(path: str) -> list[predict_pb2.PredictRequest]:
+    return [prediction_log_pb2.PredictionLog.FromString(r).predict_log.request
+            for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+
+
+def serve(model_dir: str, warmup_file: str, workdir: str, load_timeout: float) -> tuple[list, dict]:
+    """Replays the warm-up file in a fresh `python -I` process (no PYTHONPATH, no project code);
+    returns its PredictResponses and figures, or raises ServingFailure."""
+    responses_file, figures_file = os.path.join(workdir, "responses.tfrecord"), os.path.join(workdir, "figures.json")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    argv = [sys.executable, "-I", str(SERVER), model_dir, warmup_file, responses_file, figures_file,
+            ",".join(project_packages())]
+    try:
+        done = subprocess.run(argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=load_timeout)
+    except subprocess.TimeoutExpired:
+        raise ServingFailure(f"the model did not load and answer within {load_timeout:g} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ServingFailure(f"a model server could not serve it (exit {done.returncode}): "
+                             f"{lines[-1] if lines else 'no message'}")
+    responses = [predict_pb2.PredictResponse.FromString(r)
+                 for r in tf.data.TFRecordDataset(responses_file).as_numpy_iterator()]
+    with open(figures_file) as f:
+        return responses, json.load(f)
+
+
+def judge(requests: Sequence[predict_pb2.PredictRequest], responses: Sequence[predict_pb2.PredictResponse],
+          expected: np.ndarray) -> None:
+    """Raises ServingFailure unless every request got `probabilities` float32 [1, 1] in [0, 1] equal
+    to the in-process answer for its example."""
+    if len(responses) != len(requests):
+        raise ServingFailure(f"{len(responses)} answers to {len(requests)} requests")
+    for i, response in enumerate(responses):
+        if OUTPUT_KEY not in response.outputs:
+            raise ServingFailure(f"request {i}: no {OUTPUT_KEY!r} output (got {sorted(response.outputs)})")
+        answer = tf.make_ndarray(response.outputs[OUTPUT_KEY])
+        if answer.dtype != np.float32 or answer.shape != (1, 1):
+            raise ServingFailure(f"request {i}: {OUTPUT_KEY} is {answer.dtype} {list(answer.shape)}, not float32 [1, 1]")
+        value = float(answer[0, 0])
+        if not 0.0 <= value <= 1.0:  # NaN fails this too
+            raise ServingFailure(f"request {i}: probability {value} outside [0, 1]")
+        if abs(value - float(expected[i])) > TOLERANCE:
+            raise ServingFailure(f"request {i}: served {value:.6f}, the model in process answers {float(expected[i]):.6f}")
+
+
+def figures(measured: dict, requests: int) -> dict:
+    latencies_ms = np.array(measured["latencies_s"]) * 1000
+    return {
+        "load_seconds": float(measured["load_seconds"]),
+        "latency_p50_ms": float(np.percentile(latencies_ms, 50)),
+        "latency_p99_ms": float(np.percentile(latencies_ms, 99)),
+        "peak_rss_mb": float(measured["peak_rss_mb"]),
+        "requests": requests,
+    }
+
+
+def in_process_answers(model_dir: str, examples: Sequence[bytes]) -> np.ndarray:
+    serve_fn = tf.saved_model.load(model_dir).signatures[SIGNATURE]
+    return serve_fn(**{INPUT_KEY: tf.constant(list(examples))})[OUTPUT_KEY].numpy().reshape(-1)
