@@ -77,7 +77,7 @@ class PipelineConfig:
     )
     serving_load_timeout: float = dataclasses.field(
         default=serving_check.DEFAULT_LOAD_TIMEOUT,
-        metadata=_help("Serving check: seconds a fresh process without this project's code has to load the model and answer."),
+        metadata=_help("Serving check: seconds a fresh process without this project's code may take to load the model."),
     )
     enable_cache: bool = dataclasses.field(
         default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")

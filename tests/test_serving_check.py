@@ -3,6 +3,7 @@ project's code, with TF Serving's own request protos (tensorflow-serving-api), o
 the taxi model passes; models a model server cannot serve, or that answer wrongly, are refused."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -104,8 +105,17 @@ def test_answers_that_differ_from_the_model_in_process_are_refused(served):
 
 def test_a_model_that_does_not_load_in_time_is_refused(served, tmp_path):
     export_dir, _, _, warmup, _, _ = served
-    with pytest.raises(check.ServingFailure, match="did not load and answer within 0.1 s"):
-        check.serve(export_dir, warmup, str(tmp_path), load_timeout=0.1)
+    with pytest.raises(check.ServingFailure, match=r"the model took \d+\.\d s to load, more than the 0.001 s allowed"):
+        check.serve(export_dir, warmup, str(tmp_path), load_timeout=0.001)
+
+
+def test_a_serving_process_that_hangs_is_stopped(served, tmp_path, monkeypatch):
+    export_dir, _, _, warmup, _, _ = served
+    monkeypatch.setattr(check, "HANG_GUARD_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(check.ServingFailure, match="the serving process did not finish within 0.5 s"):
+        check.serve(export_dir, warmup, str(tmp_path), load_timeout=0.001)
+    assert time.monotonic() - started < 30
 
 
 # --- the executor: real TFX artifacts ---------------------------------------------------------------

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ INPUT_KEY = "examples"  # serving_default takes serialized tf.Examples (models/m
 OUTPUT_KEY = "probabilities"
 TOLERANCE = 1e-5  # float32 answers of the same graph in two processes
 SERVER = Path(__file__).with_name("server.py")
+HANG_GUARD_SECONDS = 600.0
 
 
 class ServingFailure(Exception):
@@ -55,25 +57,55 @@ def read_warmup(path: str) -> list[predict_pb2.PredictRequest]:
             for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
 
 
+class Server:
+    """The fresh process replaying a warm-up file: started at once, its answers read by result(),
+    so the caller can compute its own answers while the server starts."""
+
+    def __init__(self, model_dir: str, warmup_file: str, workdir: str, load_timeout: float):
+        self.responses_file = os.path.join(workdir, "responses.tfrecord")
+        self.figures_file = os.path.join(workdir, "figures.json")
+        self.load_timeout = load_timeout
+        # The limit is on the model's load, as the server measures it; the process as a whole
+        # (TensorFlow's import, the requests) only has a guard against a hang, since a busy machine
+        # can take far longer to start Python and TensorFlow than the load itself.
+        self.process_timeout = max(HANG_GUARD_SECONDS, 5 * load_timeout)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        argv = [sys.executable, "-I", str(SERVER), model_dir, warmup_file, self.responses_file, self.figures_file,
+                ",".join(project_packages())]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def result(self) -> tuple[list, dict]:
+        """Its PredictResponses and figures; raises ServingFailure when it failed or ran too long."""
+        try:
+            _, stderr = self.process.communicate(timeout=max(0.0, self.started + self.process_timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise ServingFailure(f"the serving process did not finish within {self.process_timeout:g} s") from None
+        if self.process.returncode != 0:
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            raise ServingFailure(f"a model server could not serve it (exit {self.process.returncode}): "
+                                 f"{lines[-1] if lines else 'no message'}")
+        responses = [predict_pb2.PredictResponse.FromString(r)
+                     for r in tf.data.TFRecordDataset(self.responses_file).as_numpy_iterator()]
+        with open(self.figures_file) as f:
+            measured = json.load(f)
+        if measured["load_seconds"] > self.load_timeout:
+            raise ServingFailure(f"the model took {measured['load_seconds']:.1f} s to load, more than the "
+                                 f"{self.load_timeout:g} s allowed (--serving-load-timeout)")
+        return responses, measured
+
+
 def serve(model_dir: str, warmup_file: str, workdir: str, load_timeout: float) -> tuple[list, dict]:
     """Replays the warm-up file in a fresh `python -I` process (no PYTHONPATH, no project code);
     returns its PredictResponses and figures, or raises ServingFailure."""
-    responses_file, figures_file = os.path.join(workdir, "responses.tfrecord"), os.path.join(workdir, "figures.json")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    argv = [sys.executable, "-I", str(SERVER), model_dir, warmup_file, responses_file, figures_file,
-            ",".join(project_packages())]
-    try:
-        done = subprocess.run(argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=load_timeout)
-    except subprocess.TimeoutExpired:
-        raise ServingFailure(f"the model did not load and answer within {load_timeout:g} s") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise ServingFailure(f"a model server could not serve it (exit {done.returncode}): "
-                             f"{lines[-1] if lines else 'no message'}")
-    responses = [predict_pb2.PredictResponse.FromString(r)
-                 for r in tf.data.TFRecordDataset(responses_file).as_numpy_iterator()]
-    with open(figures_file) as f:
-        return responses, json.load(f)
+    return Server(model_dir, warmup_file, workdir, load_timeout).result()
 
 
 def judge(requests: Sequence[predict_pb2.PredictRequest], responses: Sequence[predict_pb2.PredictResponse],

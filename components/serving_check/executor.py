@@ -44,8 +44,13 @@ class Executor(base_executor.BaseExecutor):
             with tempfile.TemporaryDirectory() as workdir:
                 local_warmup = os.path.join(workdir, WARMUP_FILE)  # the fresh process reads local files
                 tf.io.gfile.copy(warmup, local_warmup)
-                responses, measured = check.serve(model_dir, local_warmup, workdir, exec_properties["load_timeout"])
-            check.judge(requests, responses, check.in_process_answers(model_dir, examples))
+                server = check.Server(model_dir, local_warmup, workdir, exec_properties["load_timeout"])
+                try:
+                    expected = check.in_process_answers(model_dir, examples)  # while the server starts
+                    responses, measured = server.result()
+                finally:
+                    server.stop()
+            check.judge(requests, responses, expected)
         except check.ServingFailure as failure:
             tf.io.gfile.remove(warmup)  # a model that cannot be served gets no warm-up file
             return _verdict(blessing, False, str(failure))
