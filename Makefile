@@ -2,7 +2,7 @@
 # environment on first use (natively, or in a Debian 13 root filesystem where this machine's
 # glibc is too old for TFX 1.21's wheels) and reuses it after that.
 #
-#   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [METADATA_STORE=mysql://user@host/db] [ARGS="--train-steps 500 ..."]
+#   make run  [OUTPUT_DIR=dir] [DATA_DIR=dir] [METADATA_STORE=mysql://user@host/db] [PUSHGATEWAY=http://host:9091] [ARGS="--train-steps 500 ..."]
 #   make test [ARGS="-k config ..."]        the default suite (CI runs it, then ARGS="-m slow")
 #   make test ARGS="-m slow"                the slow tier alone (tests marked slow)
 #   make test-slow                          the default suite plus the slow tier
@@ -24,6 +24,9 @@ DATA_DIR ?=
 # The MLMD store: default <OUTPUT_DIR>/metadata.sqlite; a team's mysql://USER@HOST[:PORT]/DATABASE
 # (password from MLMD_MYSQL_PASSWORD or MLMD_MYSQL_PASSWORD_FILE, never on the command line).
 METADATA_STORE ?=
+# A Pushgateway to push each run's Prometheus metrics to, e.g. http://HOST:9091 (they are always
+# written to <OUTPUT_DIR>/metrics/ for node_exporter's textfile collector).
+PUSHGATEWAY ?=
 ARGS ?=
 CMD ?=
 RUN ?= latest
@@ -34,11 +37,12 @@ ENV := bash tools/env.sh
 export TFX_ENV_USER_PATHS = $(OUTPUT_DIR) $(DATA_DIR)
 DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
+PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite schema env lock clean kfp kfp-submit
 
 run:
-	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(ARGS)
+	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
 
 test:
 	$(ENV) selftest

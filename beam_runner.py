@@ -73,6 +73,7 @@ def _settings_options(command):
 @click.option("--report/--no-report", "write_report", default=True, show_default=True,
               help="Write the run report (HTML and Markdown) under <output dir>/reports/ at the end.")
 @_settings_options
+@run_options.pushgateway_option
 @run_options.run_options
 def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | None, print_options: bool,
          **options: Any) -> None:
@@ -83,6 +84,7 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
         run_options.build_config(options), run_options.build_output(options), run_options.build_data(options),
         run_options.build_beam(options)))
     store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
+    pushgateway = run_options.or_usage_error(lambda: run_options.build_pushgateway(options))
     try:
         args = profile_args(profile, settings, beam, data)
     except ProfileError as error:
@@ -102,7 +104,7 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
         from runs import execute
     with failures_told():
         execute.run(config, output, locations(output, data, args, pipeline_root, store), orchestrate, verbose,
-                    write_report, log_file)
+                    write_report, log_file, pushgateway)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ main.add_command(lineage)
               help="Show every log line on the console too (they always go to <output dir>/logs/run-<time>.log).")
 @click.option("--report/--no-report", "write_report", default=True, show_default=True,
               help="Write the run report (HTML and Markdown) under <output dir>/reports/ at the end.")
+@run_options.pushgateway_option
 @run_options.run_options
 def run(verbose: bool, write_report: bool, **options: Any) -> None:
     """Run the pipeline end to end on this machine (LocalDagRunner).
@@ -42,6 +43,7 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     """
     config, output, data, beam = _run_values(options)
     store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
+    pushgateway = run_options.or_usage_error(lambda: run_options.build_pushgateway(options))
     from runs.console import heavy_imports
     from runs.errors import failures_told
 
@@ -50,7 +52,8 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     with heavy_imports(output.log_dir, verbose) as log_file:  # after the options were found valid
         import local_runner
     with failures_told():
-        local_runner.run(config, output, data, beam, store, verbose=verbose, report=write_report, log_file=log_file)
+        local_runner.run(config, output, data, beam, store, verbose=verbose, report=write_report, log_file=log_file,
+                         pushgateway=pushgateway)
 
 
 def _run_values(options: dict[str, Any]):

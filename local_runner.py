@@ -33,9 +33,10 @@ def orchestrate(pipeline: tfx.dsl.Pipeline) -> None:
 
 def run(config: PipelineConfig, output: OutputDir, data: str | None = None, beam: DirectBeam = DirectBeam(),
         metadata: MetadataStore | None = None, verbose: bool = False, report: bool = True,
-        log_file: Path | None = None) -> RunInfo:
+        log_file: Path | None = None, pushgateway: str | None = None) -> RunInfo:
     """The whole pipeline on this machine; see runs.execute.run."""
-    return execute.run(config, output, locations(output, data, beam, metadata), orchestrate, verbose, report, log_file)
+    return execute.run(config, output, locations(output, data, beam, metadata), orchestrate, verbose, report, log_file,
+                       pushgateway)
 
 
 def draft_schema(config: PipelineConfig, data: str | None, beam: DirectBeam, destination: Path) -> Path:

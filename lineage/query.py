@@ -254,10 +254,12 @@ class Lineage:
             if len(matches) > 1:
                 raise LineageError(f"{ref!r} matches {len(matches)} runs; give more of the run id")
             found = matches[0]
-        if with_io:
-            executions = self._store.get_executions_by_context(found.context_id)
-            found = dataclasses.replace(found, executions=self._executions(executions, with_io=True))
-        return found
+        return self.with_io(found) if with_io else found
+
+    def with_io(self, run: RunInfo) -> RunInfo:
+        """The run with its executions' input and output artifacts (runs() lists it without them)."""
+        executions = self._store.get_executions_by_context(run.context_id)
+        return dataclasses.replace(run, executions=self._executions(executions, with_io=True))
 
     def latest_run(self, pipeline: str) -> RunInfo:
         runs = self.runs(pipeline)

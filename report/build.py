@@ -83,9 +83,14 @@ def collect_evaluation(run: RunInfo) -> Evaluation | None:
     baseline = next(iter(execution.inputs.get("baseline_model", [])), None)
     validation = validation_result(evaluation.uri)
     blessing = next((a for artifacts in execution.outputs.values() for a in artifacts if a.type == "ModelBlessing"), None)
-    blessed = None if blessing is None else blessing.properties.get("blessed") == 1
+    blessed = is_blessed(blessing)
     found = gates(execution.properties.get("eval_config") or {}, metrics, validation, baseline is not None)
     return Evaluation(evaluation.uri, metrics, found, failure_lines(validation), blessed, baseline, execution.state)
+
+
+def is_blessed(blessing: ArtifactInfo | None) -> bool | None:
+    """A ModelBlessing's verdict (None: no blessing artifact)."""
+    return None if blessing is None else blessing.properties.get("blessed") == 1
 
 
 def collect(run: RunInfo, where: dict[str, str] | None = None, pictures: bool = True) -> RunReport:

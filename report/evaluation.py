@@ -78,6 +78,8 @@ class Gate:
     value: float | None  # the candidate's value, or its change vs the baseline
     status: str  # "passed", "failed", "not checked (no baseline)"
     slice: str = OVERALL
+    side: str = ""  # "lower" or "upper": which bound `limit` is
+    limit: float | None = None  # the bound's number (relative bounds: the ratio)
 
     def describe(self) -> str:
         shown = "n/a" if self.value is None else (f"{self.value:+.4f}" if self.kind == "change" else f"{self.value:.4f}")
@@ -87,24 +89,26 @@ class Gate:
         return f"{what}{where} {shown} (needs {bound}): {self.status}"
 
 
-def _bounds(threshold, kind: str) -> list[str]:
-    """A MetricThreshold's bounds of one kind, as text ("value >= 0.85", "change >= -0.01")."""
+def _bounds(threshold, kind: str) -> list[tuple[str, str, float]]:
+    """A MetricThreshold's bounds of one kind: (text, "lower" or "upper", the number); text as
+    ">= 0.85", "change >= -0.01"."""
     out = []
     if kind == "value" and threshold.HasField("value_threshold"):
         spec = threshold.value_threshold
         if spec.HasField("lower_bound"):
-            out.append(f">= {spec.lower_bound.value:g}")
+            out.append((f">= {spec.lower_bound.value:g}", "lower", spec.lower_bound.value))
         if spec.HasField("upper_bound"):
-            out.append(f"<= {spec.upper_bound.value:g}")
+            out.append((f"<= {spec.upper_bound.value:g}", "upper", spec.upper_bound.value))
     if kind == "change" and threshold.HasField("change_threshold"):
         spec = threshold.change_threshold
         from tensorflow_model_analysis.proto import config_pb2
 
-        sign = ">=" if spec.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER else "<="
+        higher = spec.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER
+        sign, side = (">=", "lower") if higher else ("<=", "upper")
         if spec.HasField("absolute"):
-            out.append(f"change {sign} {spec.absolute.value:g}")
+            out.append((f"change {sign} {spec.absolute.value:g}", side, spec.absolute.value))
         if spec.HasField("relative"):
-            out.append(f"change {sign} {spec.relative.value:g} (relative)")
+            out.append((f"change {sign} {spec.relative.value:g} (relative)", side, spec.relative.value))
     return out
 
 
@@ -144,7 +148,7 @@ def gates(eval_config: Any, metrics: list[SliceMetrics], validation, has_baselin
                 is_overall = not keys
                 where = OVERALL if is_overall else "slices by " + ", ".join(keys)
                 for kind in ("value", "change"):
-                    for bound in _bounds(threshold, kind):
+                    for bound, side, limit in _bounds(threshold, kind):
                         value = None
                         if overall is not None and is_overall:
                             value = (overall.candidate if kind == "value" else overall.diff).get(name)
@@ -156,7 +160,7 @@ def gates(eval_config: Any, metrics: list[SliceMetrics], validation, has_baselin
                             status = "failed"
                         else:
                             status = "passed"
-                        out.append(Gate(name, kind, bound, value, status, where))
+                        out.append(Gate(name, kind, bound, value, status, where, side, limit))
     return out
 
 

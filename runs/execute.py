@@ -7,7 +7,9 @@ rest is here, so `make run` and `beam_runner.py` give the same product.
 """
 
 import logging
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import models  # noqa: F401  (sets the Keras choice before TensorFlow is importe
 from tfx import v1 as tfx
 
 from data import taxi
-from data.validate import check_csv_dir
+from data.validate import DataError, check_csv_dir
 from lineage.query import Lineage, RunInfo
 from lineage.store import LineageError, StoreAddress, open_store
 from pipeline.config import PipelineConfig
@@ -23,7 +25,7 @@ from pipeline.locations import Locations, OutputDir, is_uri
 from pipeline.metadata import MetadataStore
 from pipeline.pipeline import create_pipeline, create_schema_pipeline, schema_pipeline_name
 from pipeline.schemas import CURATED_SCHEMA, schema_columns, stage_schema
-from runs import state, summary as summaries
+from runs import metrics, state, summary as summaries
 from runs.console import captured_run, mlmd_node_state
 from runs.errors import RunFailed, first_error_line
 
@@ -50,16 +52,34 @@ def prepare(output: OutputDir, locations: Locations) -> Locations:
 
 
 def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchestrate: Orchestrate,
-        verbose: bool = False, report: bool = True, log_file: Path | None = None) -> RunInfo:
+        verbose: bool = False, report: bool = True, log_file: Path | None = None,
+        pushgateway: str | None = None) -> RunInfo:
     """Runs the pipeline end to end, prints progress and a summary, and returns the run (from MLMD).
 
     Quiet unless `verbose`: every log line (Python, TensorFlow's C++ logging, Beam workers) goes
     to <output>/logs/run-<time>.log, the console gets one line per component. `report`: also
     write the run report (HTML and Markdown) under <output>/reports/. `log_file`: one already
-    started (the CLI logs its imports there). Raises RunFailed, DataError, RunLocked.
+    started (the CLI logs its imports there). `pushgateway`: also push the run's Prometheus
+    metrics there (runs.metrics; they are written under <output>/metrics/ after every run, failed
+    ones too). Raises RunFailed, DataError, RunLocked.
     """
+    started = time.time()
+    warnings: list[str] = []
+    try:
+        return _run(config, output, locations, orchestrate, verbose, report, log_file, pushgateway, started, warnings)
+    finally:
+        for line in warnings:  # after the run's console output, before a failure's own message
+            print(line, file=sys.stderr, flush=True)
+
+
+def _run(config: PipelineConfig, output: OutputDir, locations: Locations, orchestrate: Orchestrate, verbose: bool,
+         report: bool, log_file: Path | None, pushgateway: str | None, started: float, warnings: list[str]) -> RunInfo:
     with state.guarded(output.path, locations.metadata, locations.pipeline_root):
-        locations = prepare(output, locations)
+        try:
+            locations = prepare(output, locations)
+        except DataError:  # refused before any component started: a failed run all the same
+            warnings += metrics.export(config, output, None, False, time.time() - started, pushgateway)
+            raise
         state_of = mlmd_node_state(store_address(locations.metadata), config.pipeline_name)
         report_paths = None
         secrets = (locations.metadata.password,) if locations.metadata and locations.metadata.password else ()
@@ -78,9 +98,11 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
                 failed = captured.progress.fail()
                 node, message = (failed.node_id if failed else None), first_error_line(error)
                 _record_failure(config, locations, node, message)
+                warnings += _export_metrics(config, output, locations, None, started, pushgateway)
                 raise RunFailed(node, message, log_file) from error
             finished = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
             failed = [e.node_id for e in finished.executions if e.state == "FAILED"]
+            warnings += _export_metrics(config, output, locations, finished, started, pushgateway)
             if failed:
                 # TFX's LocalDagRunner logs a node whose inputs could not be resolved (an MLMD error
                 # included), records it FAILED and goes on with the nodes that do not read its
@@ -110,6 +132,25 @@ def _record_failure(config: PipelineConfig, locations: Locations, node: str | No
                              f"failed in {node}: {message}" if node else message)
     except Exception:
         logging.exception("Recording the failure in MLMD failed")
+
+
+def _export_metrics(config: PipelineConfig, output: OutputDir, locations: Locations, finished: RunInfo | None,
+                    started: float, pushgateway: str | None) -> list[str]:
+    """runs.metrics.export for this run (`finished`: None when it failed: then read from MLMD, if
+    it recorded anything since `started`); the warning lines, also logged."""
+    lineage = None
+    try:
+        lineage = Lineage(open_store(store_address(locations.metadata)))
+        if finished is None:
+            found = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
+            finished = found if found.start is not None and found.start.timestamp() >= started - 1 else None
+    except Exception:  # no store, or no run of this pipeline in it yet
+        logging.exception("Reading the run back for its metrics failed")
+    succeeded = finished is not None and finished.state == "COMPLETE"
+    warnings = metrics.export(config, output, finished, succeeded, time.time() - started, pushgateway, lineage)
+    for line in warnings:
+        logging.warning("%s", line)
+    return warnings
 
 
 def latest_run(metadata: MetadataStore | OutputDir, pipeline_name: str, pipeline_root: str | None = None) -> RunInfo:

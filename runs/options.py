@@ -9,6 +9,7 @@ Light to import: nothing here loads TensorFlow, so bad options are refused at on
 import dataclasses
 import types
 import typing
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,6 +105,16 @@ def metadata_options(command: Callable) -> Callable:
     ])
 
 
+PUSHGATEWAY_ENV = "PUSHGATEWAY_URL"
+
+
+def pushgateway_option(command: Callable) -> Callable:
+    return click.option(
+        "--pushgateway", "pushgateway", default=None, envvar=PUSHGATEWAY_ENV,
+        help="Also push the run's Prometheus metrics (always written to <output dir>/metrics/) to this "
+             f"Pushgateway, e.g. http://HOST:9091; unreachable: a warning, the run goes on. [env: {PUSHGATEWAY_ENV}]")(command)
+
+
 def run_options(command: Callable) -> Callable:
     """What a run on this machine takes: where its state, data and store are, Beam's mode, the config."""
     return output_dir_option(data_option(metadata_options(beam_options(config_options(command)))))
@@ -147,6 +158,16 @@ def build_data(options: dict[str, Any]) -> str | None:
 def build_metadata(options: dict[str, Any], output: OutputDir) -> metadata.MetadataStore:
     """--metadata-store: a database store, or an SQLite file (by default the output directory's)."""
     return metadata.parse(options.get("metadata_store"), output.metadata_path, options.get("metadata_password_file"))
+
+
+def build_pushgateway(options: dict[str, Any]) -> str | None:
+    """--pushgateway checked: an http(s) URL with a host, or None."""
+    url = options.get("pushgateway") or None
+    if url:
+        parsed = urllib.parse.urlparse(url if "://" in url else f"http://{url}")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError("pushgateway", f"expects a Pushgateway URL such as http://HOST:9091, got {url!r}")
+    return url
 
 
 def build_beam(options: dict[str, Any]) -> DirectBeam:

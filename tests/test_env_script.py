@@ -201,6 +201,31 @@ def test_the_image_installs_the_shared_packages_read_from_the_same_file(tmp_path
 
 
 @pytest.mark.skipif(not _glibc_at_least(2, 39), reason="the native route needs glibc >= 2.39")
+def test_the_native_route_installs_the_extras_with_apt_once_and_a_missing_one_fails_ci(env, tmp_path):
+    run, cache = env
+    bin_dir, calls = tmp_path / "bin", tmp_path / "apt-get.calls"
+    extras = _debian_packages("ROOTFS_EXTRA_PACKAGES")
+    _stub(bin_dir, "dpkg-query", "exit 1\n")  # none of them installed
+    _stub(bin_dir, "apt-get", f'echo "$@" >> "{calls}"\n')  # recorded, not run
+    path = f"{bin_dir}:{os.environ['PATH']}"
+
+    _stub(bin_dir, "id", "echo 1000\n")  # not root: nothing can be installed
+    refused = run("ensure", TFX_ENV_ROUTE="native", PATH=path, CI="true")
+    assert refused.returncode == 1
+    assert f"CI=true: not root: cannot apt-get install {' '.join(extras)}" in refused.stderr
+    noted = run("ensure", TFX_ENV_ROUTE="native", PATH=path, CI="")
+    assert noted.returncode == 0 and "tests that need them are skipped" in noted.stderr
+    assert not calls.exists()
+
+    _stub(bin_dir, "id", "echo 0\n")
+    first = run("ensure", TFX_ENV_ROUTE="native", PATH=path, CI="true")
+    assert first.returncode == 0, first.stderr
+    again = run("ensure", TFX_ENV_ROUTE="native", PATH=path, CI="true")
+    assert again.returncode == 0, again.stderr
+    assert calls.read_text().splitlines() == ["update -qq", "install -y -qq --no-install-recommends " + " ".join(extras)]
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 39), reason="the native route needs glibc >= 2.39")
 def test_concurrent_first_calls_build_once(env):
     run, cache = env
     import concurrent.futures

@@ -149,6 +149,30 @@ install_rootfs_extras() {
   fi
 }
 
+# The native route on a Debian-based host: the same extras from the host's own apt, once per list.
+# (On a host that runs systemd, Debian starts the services a package ships; the tests start their
+# own servers on free ports.) Elsewhere they are the user's to install, under Debian's names.
+native_extras_marker() { echo "$CACHE/.native-extras-$(printf '%s' "$ROOTFS_EXTRA_PACKAGES" | cksum | cut -d' ' -f1)"; }
+
+install_native_extras() {
+  local marker wanted installed; marker=$(native_extras_marker)
+  [ -f "$marker" ] && return
+  read -ra wanted <<< "$ROOTFS_EXTRA_PACKAGES"
+  if command -v dpkg-query >/dev/null; then
+    installed=$(dpkg-query -W -f='${db:Status-Status}\n' "${wanted[@]}" 2>/dev/null | grep -cx installed || true)
+    if [ "$installed" = "${#wanted[@]}" ]; then touch "$marker"; return; fi
+  fi
+  if ! command -v apt-get >/dev/null; then extras_missing "no apt-get: install $ROOTFS_EXTRA_PACKAGES yourself"; return; fi
+  if [ "$(id -u)" != 0 ]; then extras_missing "not root: cannot apt-get install $ROOTFS_EXTRA_PACKAGES"; return; fi
+  say "installing $ROOTFS_EXTRA_PACKAGES (apt-get, once; log: $CACHE/native-extras.log)"
+  if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         "${wanted[@]}"; } > "$CACHE/native-extras.log" 2>&1; then
+    touch "$marker"
+  else
+    extras_missing "could not apt-get install $ROOTFS_EXTRA_PACKAGES (see $CACHE/native-extras.log)"
+  fi
+}
+
 # Runs "$@" chrooted into the rootfs. Called inside a private mount namespace (see rootfs_exec).
 enter_rootfs() {
   local d name cwd
@@ -249,6 +273,8 @@ cmd_ensure() {
   fi
   if [ "$ROUTE" = rootfs ] && [ ! -f "$(rootfs_extras_marker)" ]; then
     with_build_lock install_rootfs_extras
+  elif [ "$ROUTE" = native ] && [ ! -f "$(native_extras_marker)" ]; then
+    with_build_lock install_native_extras
   fi
   say "route=$ROUTE ($WHY); python=$VENV_HOST"
 }

@@ -1,9 +1,7 @@
 """DataGate's executor: adapts TFX artifacts to gate.py and raises when the data must not pass."""
 
-import os
 from typing import Any
 
-import tensorflow_data_validation as tfdv
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_executor
@@ -11,7 +9,6 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.data_gate import gate
-from upstream import formats
 
 
 class Executor(base_executor.BaseExecutor):
@@ -21,25 +18,14 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        warn_only = formats.list_property(exec_properties["warn_only"])
         statistics = artifact_utils.get_single_instance(input_dict["statistics"])
         anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
         accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
-
-        found = gate.schema_findings(anomalies.uri, warn_only)
         baseline = input_dict.get("baseline_statistics") or []
-        if baseline and baseline[0].uri != statistics.uri:
-            schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
-            found += gate.drift_findings(
-                formats.statistics(statistics.uri, gate.DRIFT_SPLIT),
-                formats.statistics(baseline[0].uri, gate.DRIFT_SPLIT),
-                schema,
-                exec_properties["max_drift"],
-                warn_only,
-                features=formats.list_property(exec_properties["drift_features"]) or None,
-                min_examples=exec_properties.get("min_drift_examples", 0),
-            )
+        # The same check runs.metrics repeats from MLMD's records, for the drift scores.
+        found = gate.check(statistics.uri, anomalies.uri, schema_uri, baseline[0].uri if baseline else None,
+                           exec_properties).findings
 
         # Named after the output it describes, beside it rather than in it: a failed execution's
         # outputs are deleted, and the output's URI is this execution's own on every orchestrator.

@@ -6,7 +6,9 @@ and those of the last data the gate let through.
 """
 
 import dataclasses
+import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
@@ -64,6 +66,23 @@ def with_drift_comparators(
     return schema
 
 
+def drift_anomalies(
+    statistics: statistics_pb2.DatasetFeatureStatisticsList,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+    max_drift: float,
+    features: Iterable[str] | None = None,
+    min_examples: int = 0,
+) -> anomalies_pb2.Anomalies | None:
+    """TFDV's comparison of this run's training statistics with the baseline's (its drift_skew_info
+    holds every compared feature's score); None when either side has fewer than `min_examples`."""
+    if min(_examples(statistics), _examples(baseline)) < min_examples:
+        return None
+    return tfdv.validate_statistics(
+        statistics, with_drift_comparators(schema, max_drift, features), previous_statistics=baseline
+    )
+
+
 def drift_findings(
     statistics: statistics_pb2.DatasetFeatureStatisticsList,
     baseline: statistics_pb2.DatasetFeatureStatisticsList,
@@ -77,13 +96,64 @@ def drift_findings(
 
     Nothing is compared when either side has fewer than `min_examples` examples.
     """
-    if min(_examples(statistics), _examples(baseline)) < min_examples:
-        return []
-    anomalies = tfdv.validate_statistics(
-        statistics, with_drift_comparators(schema, max_drift, features), previous_statistics=baseline
-    )
+    anomalies = drift_anomalies(statistics, baseline, schema, max_drift, features, min_examples)
+    return [] if anomalies is None else _drift_kinds(findings(anomalies, DRIFT_SPLIT, warn_only))
+
+
+def _drift_kinds(found: list[Finding]) -> list[Finding]:
     drift_kinds = {"COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"}
-    return [f for f in findings(anomalies, DRIFT_SPLIT, warn_only) if f.kind in drift_kinds]
+    return [f for f in found if f.kind in drift_kinds]
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftScore:
+    feature: str
+    comparator: str  # TFDV's DriftSkewInfo.Measurement.Type name, lower case: jensen_shannon_divergence, l_infty
+    score: float
+    threshold: float
+
+
+def drift_scores(anomalies: anomalies_pb2.Anomalies) -> list[DriftScore]:
+    """Every compared feature's drift score and threshold, as TFDV measured them."""
+    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    return [
+        DriftScore(".".join(info.path.step), kind(m.type).lower(), m.value, m.threshold)
+        for info in anomalies.drift_skew_info
+        for m in info.drift_measurements
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    findings: list[Finding]
+    drift: list[DriftScore]  # empty: drift was not compared (no baseline, or too few examples)
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.blocking for f in self.findings)
+
+
+def check(statistics_uri: str, anomalies_uri: str, schema_uri: str, baseline_uri: str | None,
+          properties: dict[str, Any]) -> Verdict:
+    """The gate's whole check on its artifacts' URIs and its exec properties (as the executor got
+    them, or as MLMD recorded them: lists may be JSON text)."""
+    warn_only = formats.list_property(properties["warn_only"])
+    found = schema_findings(anomalies_uri, warn_only)
+    drift: list[DriftScore] = []
+    if baseline_uri and baseline_uri != statistics_uri:
+        schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+        anomalies = drift_anomalies(
+            formats.statistics(statistics_uri, DRIFT_SPLIT),
+            formats.statistics(baseline_uri, DRIFT_SPLIT),
+            schema,
+            float(properties["max_drift"]),
+            features=formats.list_property(properties["drift_features"]) or None,
+            min_examples=int(properties.get("min_drift_examples") or 0),
+        )
+        if anomalies is not None:
+            found += _drift_kinds(findings(anomalies, DRIFT_SPLIT, warn_only))
+            drift = drift_scores(anomalies)
+    return Verdict(found, drift)
 
 
 def _examples(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> int:
