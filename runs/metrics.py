@@ -143,6 +143,19 @@ def _model(m: _Metrics, run: RunInfo, history: Callable[[], list[RunInfo]] | Non
                   props["tflite_latency_us"] / 1e6)
 
 
+    _, serving = report_build.find_output(run, "InfraBlessing")
+    if serving is not None and serving.properties.get("reason", "").startswith("not checked") is False:
+        props = serving.properties
+        m.set("tfx_serving_check_passed", "1 if a fresh process without the project's code served the model "
+              "as it answers in process (ServingCheck).", int(props.get("blessed") == 1))
+        if "load_seconds" in props:
+            m.set("tfx_serving_check_load_seconds", "Seconds the serving process took to load the model.",
+                  props["load_seconds"])
+            for quantile, key in (("0.5", "latency_p50_ms"), ("0.99", "latency_p99_ms")):
+                m.set("tfx_serving_check_latency_seconds", "Single-example request latency in the serving check.",
+                      props[key] / 1000, quantile=quantile)
+
+
 def runs_since_blessed(runs: list[RunInfo]) -> int:
     """How many of the latest runs (oldest first) came after the last one whose Evaluator blessed a model."""
     count = 0

@@ -142,6 +142,12 @@ def test_a_good_run_is_in_prometheus(servers, good_run):
     assert values(servers, "tfx_tflite_model_bytes") == {(): float(tflite.stat().st_size)}
     assert 0.8 <= values(servers, "tfx_tflite_agreement")[()] <= 1
     assert values(servers, "tfx_tflite_min_agreement") == {(): 0.8}  # SMALL_RUN's --tflite-min-agreement
+    # The serving check's figures, as MLMD recorded them on its InfraBlessing.
+    serving = run.output("ServingCheck", "blessing").properties
+    assert values(servers, "tfx_serving_check_passed") == {(): 1.0}
+    latency = values(servers, "tfx_serving_check_latency_seconds")
+    assert latency == {("0.5",): pytest.approx(serving["latency_p50_ms"] / 1000),
+                       ("0.99",): pytest.approx(serving["latency_p99_ms"] / 1000)}
     assert firing(servers) == {}
 
     # The same metrics for node_exporter's textfile collector, in a format promtool accepts.
