@@ -11,6 +11,7 @@
 #   make tensorboard [OUTPUT_DIR=dir] [ARGS="--port 6007"]   TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
+#   make bench-serving                      the serving check's cost on the latest run's model
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
@@ -39,7 +40,7 @@ DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
-.PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -70,6 +71,9 @@ bench-lineage:
 
 bench-tflite:
 	$(ENV) exec python -m benchmarks.tflite --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+bench-serving:
+	$(ENV) exec python -m benchmarks.serving --output-dir "$(OUTPUT_DIR)" $(ARGS)
 
 # Side by side with TFX's own taxi example, back to back; results in $(OUTPUT_DIR)/bench/bench.{md,png,json}.
 BENCH_ROWS ?= 100000 1000000
