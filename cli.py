@@ -151,8 +151,8 @@ def metadata_copy(source: str, target: str, password_file: Path | None) -> None:
     click.echo(f"Copied {src} into {dst}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
-@main.group()
-def models() -> None:
+@main.group("models")
+def models_group() -> None:  # not `models`: that name is the package imported above
     """The model registry: each version in the serving directory, where it came from, and rollback."""
 
 
@@ -167,7 +167,8 @@ def _registry_options(command):
                      help="The serving directory the Pusher pushed under (a path or URI). [default: <output dir>/serving]"),
         click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True,
                      help="The model's directory under the serving directory."),
-        click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, show_default=True),
+        click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, show_default=True,
+                     help="The pipeline whose MLMD context a rollback is recorded in."),
         run_options.metadata_options,
     ])
 
@@ -209,7 +210,7 @@ def _registry(fn):
 JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@models.command("list")
+@models_group.command("list")
 @JSON
 @_registry
 def models_list(registry, layout, store, output, pipeline_name: str, as_json: bool) -> str:
@@ -226,7 +227,7 @@ def models_list(registry, layout, store, output, pipeline_name: str, as_json: bo
     return registry.list_text(found)
 
 
-@models.command("show")
+@models_group.command("show")
 @click.argument("version")
 @JSON
 @_registry
@@ -239,7 +240,7 @@ def models_show(registry, layout, store, output, pipeline_name: str, version: st
     return json.dumps(chosen.to_json(), indent=2, default=str) if as_json else registry.show_text(found, chosen)
 
 
-@models.command("rollback")
+@models_group.command("rollback")
 @click.argument("version")
 @click.option("--reason", required=True, help="Why: recorded in MLMD with the rollback.")
 @_registry

@@ -260,12 +260,13 @@ def rollback(layout: Layout, ref: str, reason: str, metadata: MetadataStore | No
                                           (layout.base, publish.copy_tree(original.directory))])
         try:
             recorded = _record(metadata, pipeline_name, original, new, published, reason.strip())
-        except Exception as error:
+        except Exception as error:  # nothing may be served that the store does not know of
             gfile = _gfile()
             for directory in reversed(published):
                 gfile.rmtree(directory)
+            first = (str(error).strip().splitlines() or [""])[0]
             raise RegistryError(f"nothing rolled back: recording the rollback in {metadata.describe()} failed "
-                                f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})") from None
+                                f"({type(error).__name__}: {first})") from None
     return Rollback(new, published, original, recorded)
 
 
@@ -277,6 +278,13 @@ def _checked(found: Listing, ref: str) -> Version:
     if version.served:
         raise RegistryError(f"version {ref} is already the newest version, the one TF Serving serves")
     return version
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        return "unknown"
 
 
 def _record(metadata: MetadataStore | None, pipeline_name: str, original: Version, new: str, published: list[str],
@@ -303,7 +311,7 @@ def _record(metadata: MetadataStore | None, pipeline_name: str, original: Versio
             artifact.custom_properties[key].string_value = value
     execution = mlmd.Execution(type_id=execution_type, last_known_state=mlmd.Execution.COMPLETE)
     for key, value in {ROLLBACK_OF: str(original.version), REASON: reason, "pushed_version": new,
-                       "user": getpass.getuser()}.items():
+                       "user": _user()}.items():
         execution.custom_properties[key].string_value = value
 
     def event(kind, key: str) -> mlmd.Event:

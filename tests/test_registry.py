@@ -185,6 +185,7 @@ def registry_store(two_runs, retrained_run, tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_models_list_shows_each_pushed_version_with_its_run_data_code_and_metrics(registry_store, two_runs):
     store_path = registry_store / "metadata.sqlite"
     before = hashlib.sha256(store_path.read_bytes()).hexdigest()
@@ -226,6 +227,7 @@ def _has_type(api: Mlmd, name: str) -> bool:
     return any(t.name == name for t in api.store.get_artifact_types())
 
 
+@pytest.mark.e2e
 def test_a_rollback_is_a_push_whose_lineage_reaches_the_original_models_data(registry_store, two_runs):
     api = Mlmd(registry_store / "metadata.sqlite")
     first_run = two_runs[2][1].run_id
