@@ -199,7 +199,7 @@ def _registry(fn):
                 text, code = fn(registry, layout, store, output if serving_dir is None else None, pipeline_name, **rest), 0
             except registry.RegistryError as error:
                 text, code = f"Error: {error}", 2
-            except (LineageError, StoreError, RunLocked, OSError) as error:
+            except (registry.RollbackFailed, LineageError, StoreError, RunLocked, OSError) as error:
                 text, code = f"Error: {error}", 1
         click.echo(text, err=code != 0)
         sys.exit(code)

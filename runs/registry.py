@@ -40,6 +40,10 @@ class RegistryError(Exception):
     """A request that cannot be carried out (unknown version, missing twin): nothing was changed."""
 
 
+class RollbackFailed(Exception):
+    """A rollback that failed on the way (MLMD could not record it) and was undone."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Where one model's versions are published."""
@@ -131,7 +135,8 @@ def read_layout(layout: Layout) -> tuple[list[Version], list[str]]:
     for number in publish.versions(layout.base):
         directory = f"{layout.base}/{number}"
         if not _is_complete(directory, SAVED_MODEL_FILES):
-            incomplete.append(f"{directory}: no saved_model.pb, a half-written version (ignored; safe to delete)")
+            incomplete.append(f"{directory}: no saved_model.pb, a half-written version (ignored here; TF Serving "
+                              "would try to load it if it were the newest: delete it)")
             continue
         twin = f"{layout.tflite_base}/{number}"
         versions.append(Version(number, directory, twin if _is_complete(twin, (TFLITE_FILE,)) else None))
@@ -174,29 +179,36 @@ def _describe(lineage: Lineage, version: Version, pushed: ArtifactInfo, metrics:
     if produced is None:
         return
     execution, run_id = produced
-    version.model = version.model or next(iter(execution.inputs.get("model", [])), None)
+    version.model = version.model or _first(execution.inputs, "model")
     if run_id is None:  # a rollback: the rest is the rolled-back-to push's
-        earlier = next(iter(execution.inputs.get("pushed_model", [])), None)
+        earlier = _first(execution.inputs, "pushed_model")
         if earlier is not None and earlier.id not in seen:
             _describe(lineage, version, earlier, metrics, seen | {pushed.id})
         return
     version.run_id = run_id
-    _from_run(lineage.run(run_id), version, metrics)
+    _from_run(lineage, lineage.run(run_id), execution.inputs, version, metrics)
 
 
-def _from_run(run: RunInfo, version: Version, metrics: bool) -> None:
+def _first(inputs: dict[str, list[ArtifactInfo]], key: str) -> ArtifactInfo | None:
+    return next(iter(inputs.get(key, [])), None)
+
+
+def _from_run(lineage: Lineage, run: RunInfo, pusher_inputs: dict[str, list[ArtifactInfo]], version: Version,
+              metrics: bool) -> None:
+    """What the Pusher took in (the Model, its blessings), and the run's data and evaluation. Not
+    found by output key alone: the baseline resolver outputs a `model` too."""
     examples_at, examples = report_build.find_output(run, "Examples", key="examples")
     if examples is not None:
         version.data = {"examples": examples.id, "input_base": examples_at.properties.get("input_base"),
                         "span": examples.properties.get("span"),
                         "input_fingerprint": examples.properties.get("input_fingerprint")}
-    trained_by, _ = report_build.find_output(run, "Model", key="model")
-    if trained_by is not None:
-        version.code_fingerprint = trained_by.code().get("code_fingerprint")
-    _, blessing = report_build.find_output(run, "ModelBlessing")
+    trained = lineage.producer(version.model.id) if version.model is not None else None
+    if trained is not None:  # the Trainer that really computed it, even if this run's was cached
+        version.code_fingerprint = trained[0].code().get("code_fingerprint")
+    blessing = _first(pusher_inputs, "model_blessing")
     if blessing is not None:
         version.blessed = blessing.properties.get("blessed") == 1
-    _, check = report_build.find_output(run, SERVING_CHECK_TYPE)
+    check = _first(pusher_inputs, "infra_blessing") or report_build.find_output(run, SERVING_CHECK_TYPE)[1]
     if check is not None:
         version.serving_check = {k: check.properties.get(k) for k in SERVING_CHECK_KEYS if k in check.properties}
     if metrics:
@@ -265,7 +277,7 @@ def rollback(layout: Layout, ref: str, reason: str, metadata: MetadataStore | No
             for directory in reversed(published):
                 gfile.rmtree(directory)
             first = (str(error).strip().splitlines() or [""])[0]
-            raise RegistryError(f"nothing rolled back: recording the rollback in {metadata.describe()} failed "
+            raise RollbackFailed(f"nothing rolled back: recording the rollback in {metadata.describe()} failed "
                                 f"({type(error).__name__}: {first})") from None
     return Rollback(new, published, original, recorded)
 

@@ -10,6 +10,8 @@ ml_metadata's own API and TFMA's files, not from the registry.
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -264,3 +266,26 @@ def test_a_rollback_is_a_push_whose_lineage_reaches_the_original_models_data(reg
     row = listed["versions"][-1]
     assert (row["version"], row["served"], row["rollback_of"]) == (int(newest), True, version)
     assert (row["run_id"], row["model"]["id"], row["data"]["examples"]) == (first_run, model.id, examples.id)
+
+
+@pytest.mark.slow  # MLMD retries a locked SQLite store for about 40 s before it gives up
+def test_a_rollback_the_store_cannot_record_is_undone(layout_only):
+    """Another writer holds the (real, empty) MLMD store: the rollback fails in one line and the
+    version it published is removed again, so nothing is served that MLMD does not know of."""
+    store_path = layout_only / "metadata.sqlite"
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = str(store_path)
+    metadata_store.MetadataStore(config)  # creates MLMD's schema
+    before = tree_hashes(layout_only / "serving")
+    holder = subprocess.Popen(  # another process: SQLite's locks do not conflict within one
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()", str(store_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, output = models("rollback", v(100), "--reason", "r", "--output-dir", str(layout_only))
+    finally:
+        holder.communicate("", timeout=30)
+    assert code == 1, output
+    assert len(output.strip().splitlines()) == 1 and "nothing rolled back" in output, output
+    assert tree_hashes(layout_only / "serving") == before
