@@ -268,7 +268,6 @@ def test_a_rollback_is_a_push_whose_lineage_reaches_the_original_models_data(reg
     assert (row["run_id"], row["model"]["id"], row["data"]["examples"]) == (first_run, model.id, examples.id)
 
 
-@pytest.mark.slow  # MLMD retries a locked SQLite store for about 40 s before it gives up
 def test_a_rollback_the_store_cannot_record_is_undone(layout_only):
     """Another writer holds the (real, empty) MLMD store: the rollback fails in one line and the
     version it published is removed again, so nothing is served that MLMD does not know of."""
