@@ -308,10 +308,13 @@ def _record(metadata: MetadataStore | None, pipeline_name: str, original: Versio
     from ml_metadata.proto import metadata_store_pb2 as mlmd
 
     store = metadata.open()
-    pushed_type = store.put_artifact_type(mlmd.ArtifactType(name=PUSHED_MODEL_TYPE), can_add_fields=True)
-    execution_type = store.put_execution_type(mlmd.ExecutionType(name=ROLLBACK_TYPE), can_add_fields=True)
-    pipeline_type = store.put_context_type(mlmd.ContextType(name="pipeline"), can_add_fields=True)
-    node_type = store.put_context_type(mlmd.ContextType(name="node"), can_add_fields=True)
+    def type_id(put, message) -> int:  # get-or-create by name, whatever properties TFX registered it with
+        return put(message, can_add_fields=True, can_omit_fields=True)
+
+    pushed_type = type_id(store.put_artifact_type, mlmd.ArtifactType(name=PUSHED_MODEL_TYPE))
+    execution_type = type_id(store.put_execution_type, mlmd.ExecutionType(name=ROLLBACK_TYPE))
+    pipeline_type = type_id(store.put_context_type, mlmd.ContextType(name="pipeline"))
+    node_type = type_id(store.put_context_type, mlmd.ContextType(name="node"))
 
     artifact = mlmd.Artifact(type_id=pushed_type, uri=published[-1], state=mlmd.Artifact.LIVE)
     properties = {"pushed": 1, "pushed_destination": published[-1], "pushed_version": new,
@@ -340,7 +343,8 @@ def _record(metadata: MetadataStore | None, pipeline_name: str, original: Versio
                 mlmd.Context(type_id=node_type, name=f"{pipeline_name}.{ROLLBACK_TYPE}")]
     execution_id, (*_, artifact_id), _ = store.put_execution(
         execution, artifacts_and_events, contexts, reuse_context_if_already_exist=True)
-    lineage = "with lineage to Model #%d" % original.model.id if original.model else "without lineage: no MLMD record of version %d" % original.version
+    lineage = (f"with lineage to Model #{original.model.id}" if original.model
+               else f"without lineage: no MLMD record of version {original.version}")
     return f"recorded in {metadata.describe()}: Rollback execution #{execution_id}, PushedModel #{artifact_id} ({lineage})"
 
 
