@@ -266,6 +266,8 @@ def test_a_rollback_is_a_push_whose_lineage_reaches_the_original_models_data(reg
     row = listed["versions"][-1]
     assert (row["version"], row["served"], row["rollback_of"]) == (int(newest), True, version)
     assert (row["run_id"], row["model"]["id"], row["data"]["examples"]) == (first_run, model.id, examples.id)
+    code, text = models("show", newest, "--output-dir", str(registry_store))
+    assert code == 0 and f"Rollback of:    version {version}: the newer model mispredicts" in text, text
 
 
 def test_a_rollback_the_store_cannot_record_is_undone(layout_only):
