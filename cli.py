@@ -1,4 +1,4 @@
-"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage | kfp`
+"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage | models | kfp`
 (make calls these; the `tfx-taxi` console script is the same `main`).
 
 Options are generated from PipelineConfig's fields (and the model's Hyperparameters) in
