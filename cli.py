@@ -1,4 +1,4 @@
-"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage | kfp`
+"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage | models | kfp`
 (make calls these; the `tfx-taxi` console script is the same `main`).
 
 Options are generated from PipelineConfig's fields (and the model's Hyperparameters) in
@@ -152,6 +152,107 @@ def metadata_copy(source: str, target: str, password_file: Path | None) -> None:
     except stores.StoreError as error:
         raise click.ClickException(str(error))
     click.echo(f"Copied {src} into {dst}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+@main.group("models")
+def models_group() -> None:  # not `models`: that name is the package imported above
+    """The model registry: each version in the serving directory, where it came from, and rollback."""
+
+
+DEFAULT_MODEL_NAME = PipelineConfig.__dataclass_fields__["model_name"].default
+
+
+def _registry_options(command):
+    return run_options.apply_options(command, [
+        click.option("--output-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT_DIR, show_default=True,
+                     help="The output directory of local runs (its serving/ directory and MLMD store)."),
+        click.option("--serving-dir", default=None,
+                     help="The serving directory the Pusher pushed under (a path or URI). [default: <output dir>/serving]"),
+        click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True,
+                     help="The model's directory under the serving directory."),
+        click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, show_default=True,
+                     help="The pipeline whose MLMD context a rollback is recorded in."),
+        run_options.metadata_options,
+    ])
+
+
+def _registry(fn):
+    """Builds the layout and store from the options; a refused request is one line and exit 2,
+    an unreadable store or a locked output directory one line and exit 1."""
+
+    @_registry_options
+    @functools.wraps(fn)
+    def wrapper(output_dir: Path, serving_dir: str | None, model_name: str, pipeline_name: str, **options: Any):
+        import os
+        import sys
+
+        output = run_options.or_usage_error(lambda: OutputDir(output_dir))
+        store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
+        rest = {k: v for k, v in options.items() if k not in ("metadata_store", "metadata_password_file")}
+        from runs.console import descriptors_to
+
+        with descriptors_to(Path(os.devnull)):  # TensorFlow's and TFMA's log lines are of no use here
+            from lineage.store import LineageError
+            from pipeline.metadata import StoreError
+            from runs import registry
+            from runs.state import RunLocked
+
+            try:
+                layout = registry.Layout.of(serving_dir or output.serving_dir, model_name)
+                text, code = fn(registry, layout, store, output if serving_dir is None else None, pipeline_name, **rest), 0
+            except registry.RegistryError as error:
+                text, code = f"Error: {error}", 2
+            except (registry.RollbackFailed, LineageError, StoreError, RunLocked, OSError) as error:
+                text, code = f"Error: {error}", 1
+        click.echo(text, err=code != 0)
+        sys.exit(code)
+
+    return wrapper
+
+
+JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@models_group.command("list")
+@JSON
+@_registry
+def models_list(registry, layout, store, output, pipeline_name: str, as_json: bool) -> str:
+    """Each version: when, from which run, data, code, eval metrics, blessing, TFLite twin, serving check.
+
+    Read-only; without an MLMD store the serving directory alone is listed.
+    """
+    import json
+
+    found = registry.listing(layout, store)
+    if as_json:
+        return json.dumps({"versions": [v.to_json() for v in found.versions], "ignored": found.incomplete,
+                           "note": found.store_note}, indent=2, default=str)
+    return registry.list_text(found)
+
+
+@models_group.command("show")
+@click.argument("version")
+@JSON
+@_registry
+def models_show(registry, layout, store, output, pipeline_name: str, version: str, as_json: bool) -> str:
+    """One version in full."""
+    import json
+
+    found = registry.listing(layout, store)
+    chosen = found.version(version)
+    return json.dumps(chosen.to_json(), indent=2, default=str) if as_json else registry.show_text(found, chosen)
+
+
+@models_group.command("rollback")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why: recorded in MLMD with the rollback.")
+@_registry
+def models_rollback(registry, layout, store, output, pipeline_name: str, version: str, reason: str) -> str:
+    """Republish VERSION's SavedModel and TFLite twin as the newest version (what TF Serving serves),
+    all or nothing, and record it in MLMD as a push with lineage to the original model."""
+    done = registry.rollback(layout, version, reason, store, pipeline_name, output)
+    return (f"Rolled back to version {version}: published as version {done.version}\n"
+            + "\n".join(f"  {path}" for path in done.published) + f"\n  {done.recorded}")
 
 
 @main.group()

@@ -331,6 +331,25 @@ class Lineage:
             )
         return self._artifact_info(max(found, key=lambda a: a.id))
 
+    def artifacts_of_type(self, type_name: str) -> list[ArtifactInfo]:
+        """Every artifact of a type, oldest first."""
+        found = self._store.get_artifacts_by_type(type_name)
+        return [self._artifact_info(a) for a in sorted(found, key=lambda a: (a.create_time_since_epoch, a.id))]
+
+    def producer(self, artifact_id: int) -> tuple[ExecutionInfo, str | None] | None:
+        """The execution that really produced an artifact (the first one not CACHED that output it),
+        with its inputs and outputs, and the id of the pipeline run it ran in (None: outside any run)."""
+        ids = [ev.execution_id for ev in self._store.get_events_by_artifact_ids([artifact_id])
+               if ev.type in PRODUCING_EVENTS]
+        real = [e for e in self._store.get_executions_by_id(ids) if e.last_known_state != State.CACHED] if ids else []
+        if not real:
+            return None
+        first = min(real, key=lambda e: (e.create_time_since_epoch, e.id))
+        info = self._execution_info(first)
+        self._fill_io({info.id: info})
+        runs = [c.name for c in self._store.get_contexts_by_execution(first.id) if c.type == "pipeline_run"]
+        return info, (runs[0] if runs else None)
+
     def trace(self, ref: str, downstream: bool = False, with_baselines: bool = False) -> Trace:
         """Upstream: what produced the artifact, back to the raw data. Downstream: everything it fed.
 
