@@ -27,7 +27,9 @@ class Executor(base_executor.BaseExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
         accepted = artifact_utils.get_single_instance(output_dict["accepted_statistics"])
 
-        found = gate.schema_findings(anomalies.uri, warn_only)
+        # .get: an execution recorded before the parameter existed has none.
+        allow_non_finite = formats.list_property(exec_properties.get("allow_non_finite", []))
+        found = gate.schema_findings(anomalies.uri, warn_only, allow_non_finite)
         baseline = input_dict.get("baseline_statistics") or []
         if baseline and baseline[0].uri != statistics.uri:
             schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
