@@ -108,10 +108,18 @@ BAD_FILES = {
     "ragged row at line 50,000 of a large file": (lambda root: _ragged_far(root), "line 50000: 3 fields where the header has 18"),
     "a second file with the columns in another order": (
         lambda root: _second_file_reordered(root), "b.csv: its columns are in another order than in a.csv"),
+    "a dangling symbolic link": (  # once a traceback: the Beam mode measured the input's size first
+        lambda root: _dangling(root), "data.csv: a symbolic link to "),
     "a directory among the files": (
         lambda root: (_write(root / "subdir", _bundled_text(50).decode()) / "old").mkdir() or root / "subdir",
         "old: a directory; CsvExampleGen reads every entry of the data directory as a CSV file"),
 }
+
+
+def _dangling(root: Path) -> Path:
+    (root / "dangling").mkdir()
+    os.symlink(root / "gone.csv", root / "dangling" / "data.csv")
+    return root / "dangling"
 
 
 def _bundled_text(count: int) -> bytes:
