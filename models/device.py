@@ -10,7 +10,7 @@ component checks the converted model against the SavedModel on the eval split.
 
 The device contract (written as DEVICE_CONTRACT_FILE into the SavedModel's assets.extra/):
   - one rank-1 input per raw feature the model reads, named as the CSV column;
-  - numeric and coordinate features: float32, NaN when missing;
+  - numeric and coordinate features: float32, NaN when missing (infinities are taken as missing);
   - string categoricals: string, "" when missing; integer categoricals: int64, -1 when missing;
   - one output, "probabilities": float32 [batch, 1], P(tip > 20% of the fare).
 """
@@ -202,7 +202,8 @@ def apply(pre: DevicePreprocessing, inputs: Mapping[str, tf.Tensor]) -> dict[str
     numeric, buckets = list(pre.z_scores), list(pre.thresholds)
     floats = [tf.cast(inputs[k], tf.float32) for k in numeric + buckets]
     keys = _keys(floats)
-    missing = tf.logical_or(keys < _NAN_BELOW, keys > _NAN_ABOVE)  # NaN: beyond +-inf
+    # NaN (keys beyond those of +-inf) and the infinities: missing, as preprocessing.finite_only makes them.
+    missing = tf.logical_or(keys <= _NAN_BELOW, keys >= _NAN_ABOVE)
 
     # One z-score per feature: int8 conversion then gives each its own quantization range.
     for i, key in enumerate(numeric):

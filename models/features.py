@@ -54,6 +54,11 @@ def model_raw_keys() -> tuple[str, ...]:
     return NUMERIC_FEATURE_KEYS + BUCKET_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
 
 
+def float_keys() -> tuple[str, ...]:
+    """The raw float features (FLOAT in the schema): the ones that can hold NaN or infinities."""
+    return ("trip_miles", FARE_KEY, RAW_LABEL_KEY) + BUCKET_FEATURE_KEYS
+
+
 def drift_keys() -> list[str]:
     """Raw features the data gate compares with the last accepted data: the model's, and the label."""
     return [k for k in model_raw_keys() + (RAW_LABEL_KEY,) if k not in DRIFT_UNSTABLE_KEYS]

@@ -34,8 +34,21 @@ def densify(x: Feature, default) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
-def _impute_mean(x: Feature) -> tf.Tensor:
+def finite_only(x: Feature) -> tf.sparse.SparseTensor:
+    """A float feature with NaN and infinities left out: missing, to be imputed like a missing value.
+
+    The data gate stops them unless a feature allows them (--allow-non-finite); then one NaN
+    would make the mean, and every imputed and z-scored value, NaN.
+    """
     x = as_float(x)
+    if not isinstance(x, tf.sparse.SparseTensor):
+        x = tf.sparse.from_dense(tf.reshape(x, [-1, 1]))
+        x = tf.SparseTensor(x.indices, x.values, x.dense_shape)
+    return tf.sparse.retain(x, tf.math.is_finite(x.values))
+
+
+def _impute_mean(x: Feature) -> tf.Tensor:
+    x = finite_only(x)
     return densify(x, tft.mean(x))
 
 
@@ -60,9 +73,9 @@ def preprocessing_fn(inputs: dict[str, Feature]) -> dict[str, tf.Tensor]:
             vocab_filename=key,
         )
 
-    # A missing fare makes the label 0, as in TFX's own taxi example (results stay comparable).
-    fare = densify(as_float(inputs[features.FARE_KEY]), float("nan"))
-    tips = densify(as_float(inputs[features.RAW_LABEL_KEY]), 0.0)
+    # A missing (or non-finite) fare makes the label 0, as in TFX's own taxi example (results stay comparable).
+    fare = densify(finite_only(inputs[features.FARE_KEY]), float("nan"))
+    tips = densify(finite_only(inputs[features.RAW_LABEL_KEY]), 0.0)
     outputs[features.LABEL_KEY] = tf.where(
         tf.math.is_nan(fare),
         tf.zeros_like(fare, dtype=tf.int64),

@@ -38,7 +38,8 @@ def input_bytes(data: str | None) -> int:
         return BUNDLED_DATA_BYTES
     if is_uri(data):
         return 0
-    return sum(p.stat().st_size for p in Path(data).glob("*.csv"))
+    # Regular files only: a dangling link or a directory is the data preflight's to report, in words.
+    return sum(p.stat().st_size for p in Path(data).glob("*.csv") if p.is_file())
 
 
 @dataclasses.dataclass(frozen=True)

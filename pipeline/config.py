@@ -16,6 +16,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from components.data_gate import options as data_gate
 from components.serving_check import options as serving_check
 from components.tflite_export import options as tflite
+from models import features
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
 
@@ -67,6 +68,11 @@ class PipelineConfig:
         default=(),
         metadata=_help("Data gate: comma-separated TFDV anomaly kinds that only warn (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES)."),
     )
+    allow_non_finite: tuple[str, ...] = dataclasses.field(
+        default=(),
+        metadata=_help("Data gate: comma-separated float features whose NaN and infinite values only warn "
+                       "(Transform imputes them like missing values); by default they stop the run."),
+    )
     tflite_quantization: str = dataclasses.field(
         default=tflite.DEFAULT_QUANTIZATION,
         metadata=_help("Quantization of the exported TFLite model.", choices=tflite.QUANTIZATION_MODES),
@@ -112,6 +118,10 @@ class PipelineConfig:
         unknown = set(self.warn_only_anomalies) - set(anomalies_pb2.AnomalyInfo.Type.keys())
         if unknown:
             raise ConfigError("warn_only_anomalies", f"unknown TFDV anomaly kinds: {', '.join(sorted(unknown))}")
+        unknown = set(self.allow_non_finite) - set(features.float_keys())
+        if unknown:
+            raise ConfigError("allow_non_finite", f"not float features: {', '.join(sorted(unknown))} "
+                              f"(the float features: {', '.join(features.float_keys())})")
         for name in ("min_auc", "min_binary_accuracy", "max_auc_drop", "tflite_min_agreement", "max_drift"):
             value = getattr(self, name)
             if not 0 <= value <= 1:

@@ -31,7 +31,12 @@ def check_data(data: str | Path | None, option: str = "data_dir") -> str | None:
     if not path.is_dir():
         raise ConfigError(option, f"{path} is not a directory")
     if not any(path.glob("*.csv")):
-        raise ConfigError(option, f"{path} holds no *.csv file")
+        try:
+            found = sorted(p.name for p in path.iterdir())
+        except OSError as error:
+            raise ConfigError(option, f"{path} cannot be listed ({error.strerror or error})") from None
+        listing = f" (it holds {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
+        raise ConfigError(option, f"{path} holds no *.csv file{listing}")
     return str(path)
 
 

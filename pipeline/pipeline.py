@@ -97,6 +97,7 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
         max_drift=config.max_drift,
         drift_features=features.drift_keys(),
         warn_only=config.warn_only_anomalies,
+        allow_non_finite=config.allow_non_finite,
     ).with_id(DATA_GATE_ID)
     stages = {
         "example_gen": example_gen,

@@ -35,6 +35,13 @@ def failures_told() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
+MAX_LINE = 500  # characters: Beam's CSV errors quote whole rows, a long line would fill the console
+
+
+def _shortened(line: str) -> str:
+    return line if len(line) <= MAX_LINE else f"{line[:MAX_LINE]}... ({len(line):,} characters; the log has all)"
+
+
 def first_error_line(error: BaseException) -> str:
     """The line that says what went wrong: the innermost explicit cause's first message line.
 
@@ -54,5 +61,5 @@ def first_error_line(error: BaseException) -> str:
         for text in str(exc).splitlines():
             text = text.strip()
             if text and not text.startswith(("Traceback (most recent call last)", 'File "')):
-                return f"{type(exc).__name__}: {text}"
+                return _shortened(f"{type(exc).__name__}: {text}")
     return type(error).__name__

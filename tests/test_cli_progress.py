@@ -182,3 +182,7 @@ def test_the_first_error_line_is_the_innermost_cause():
     except RuntimeError as outer:
         assert first_error_line(outer) == "ValueError: Columns do not match"
     assert first_error_line(KeyError()) == "KeyError"
+    # Beam's CSV errors quote the whole row: a line of megabytes is cut, saying how long it was.
+    row = "ValueError: Columns do not match specified csv headers: [...] -> [" + "b'1', " * 100_000 + "]"
+    line = first_error_line(ValueError(row.removeprefix("ValueError: ")))
+    assert line == row[:500] + f"... ({len(row):,} characters; the log has all)"

@@ -101,7 +101,7 @@ DOCUMENTED_OPTIONS = {
     "--learning-rate": "0.002", "--hidden-units": "32,16", "--embedding-dim": "4", "--seed": "42",
     "--distribution-strategy": "mirrored", "--mixed-precision": None,
     "--min-auc": "0.85", "--min-binary-accuracy": "0.8", "--max-auc-drop": "0.01",
-    "--max-drift": "0.5", "--warn-only-anomalies": None,
+    "--max-drift": "0.5", "--warn-only-anomalies": None, "--allow-non-finite": None,
     "--tflite-quantization": "dynamic", "--tflite-min-agreement": "0.99",
     "--beam-mode": "auto", "--beam-workers": "0",
     "--no-enable-cache": None, "--pipeline-name": "chicago_taxi", "--model-name": "taxi",

@@ -105,6 +105,9 @@ def test_the_component_takes_lists_of_names_and_refuses_a_joined_string():
     properties = node.exec_properties
     assert properties["drift_features"] == ["fare", "company"] and properties["warn_only"] == ["SCHEMA_NEW_COLUMN"]
     assert DataGate(**channels).exec_properties["warn_only"] == []
+    assert DataGate(**channels, allow_non_finite=["fare"]).exec_properties["allow_non_finite"] == ["fare"]
+    with pytest.raises(TypeError, match="allow_non_finite: a list of names, not the string 'fare'"):
+        DataGate(**channels, allow_non_finite="fare")
     with pytest.raises(TypeError, match="warn_only: a list of names, not the string 'A,B'"):
         DataGate(**channels, warn_only="A,B")
 
@@ -225,3 +228,61 @@ def test_latest_accepted_leaves_out_what_this_runs_statistics_became(runs, curre
     assert source == (statistics[expected - 1] if expected else None)
     if resolved:  # the latest of those: accepted copies are numbered in run order
         assert resolved.id == max(a for a, s in accepted_from.items() if s == source)
+
+
+# --- non-finite numbers: TFDV finds them through the curated schema, the gate stops them ----------
+
+def test_the_curated_schema_disallows_nan_and_infinities_in_every_float_feature():
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from models import features
+
+    schema = tfdv.load_schema_text(str(CURATED_SCHEMA))
+    floats = [f for f in schema.feature if f.type == schema_pb2.FLOAT]
+    assert sorted(f.name for f in floats) == sorted(features.float_keys())
+    assert all(f.float_domain.disallow_nan and f.float_domain.disallow_inf for f in floats)
+
+
+def _statistics_of_examples(tmp_path, fares: list[float]):
+    import tensorflow as tf
+
+    path = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for fare in fares:
+            example = tf.train.Example()
+            example.features.feature["fare"].float_list.value.append(fare)
+            writer.write(example.SerializeToString())
+    return tfdv.generate_statistics_from_tfrecord(path)
+
+
+def test_nan_and_infinite_fares_stop_the_gate_unless_the_feature_allows_them(tmp_path):
+    """As StatisticsGen and ExampleValidator see them: float values in tf.Examples (CsvExampleGen
+    parses the text inf, -inf, NaN, nan and 1e400 to those), checked against the curated schema."""
+    nan, inf = float("nan"), float("inf")
+    statistics = _statistics_of_examples(tmp_path, [10.0, nan, 12.5, inf, 8.0, float("1e400"), nan] * 5)
+    schema = tfdv.load_schema_text(str(CURATED_SCHEMA))
+    anomalies = tfdv.validate_statistics(statistics, schema)
+    fare = [f for f in gate.findings(anomalies, "train", warn_only=[]) if f.feature == "fare"]
+    assert {(f.kind, f.blocking) for f in fare} == {("FLOAT_TYPE_HAS_NAN", True), ("FLOAT_TYPE_HAS_INF", True)}
+    text = gate.summary(fare, "/r")
+    assert text.splitlines()[-2] == (
+        "NaN and infinite values in fare (text such as inf, NaN or 1e400 in the CSV): fix the export, or let them "
+        "through for a feature with --allow-non-finite (Transform then imputes them like missing values)")
+
+    allowed = gate.findings(anomalies, "train", warn_only=[], allow_non_finite=["fare"])
+    assert {(f.kind, f.blocking) for f in allowed if f.feature == "fare"} == {
+        ("FLOAT_TYPE_HAS_NAN", False), ("FLOAT_TYPE_HAS_INF", False)}
+    # Only those kinds, only for that feature: -inf is still below fare's minimum of 0.
+    below = tfdv.validate_statistics(_statistics_of_examples(tmp_path, [10.0, -inf] * 5), schema)
+    kinds = {(f.kind, f.blocking) for f in gate.findings(below, "train", [], ["fare"]) if f.feature == "fare"}
+    assert kinds == {("FLOAT_TYPE_HAS_INF", False), ("FLOAT_TYPE_SMALL_FLOAT", True)}
+    assert {f.blocking for f in gate.findings(anomalies, "train", [], ["tips"]) if f.feature == "fare"} == {True}
+
+
+def test_allow_non_finite_takes_float_features_only():
+    from pipeline.config import ConfigError, PipelineConfig
+
+    assert PipelineConfig(allow_non_finite=("fare", "tips")).allow_non_finite == ("fare", "tips")
+    with pytest.raises(ConfigError, match=r"^--allow-non-finite: not float features: company, trip_seconds \(the "
+                                          r"float features: trip_miles, fare, tips, pickup_latitude"):
+        PipelineConfig(allow_non_finite=("fare", "company", "trip_seconds"))

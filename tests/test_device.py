@@ -95,3 +95,18 @@ def test_contract_ships_with_the_saved_model(taxi_model):
     assert contract["outputs"][0]["name"] == "probabilities"
     signature = tf.saved_model.load(export_dir).signatures[device.DEVICE_SIGNATURE]
     assert sorted(signature.structured_input_signature[1]) == sorted(names)
+
+
+def test_infinities_are_missing_values_on_the_device_as_in_the_transform_graph(transformed):
+    """A feature allowed to hold infinities (--allow-non-finite): both graphs impute them alike."""
+    values, tft_output, _ = transformed
+    inf = float("inf")
+    rows = [dict(RAW_ROWS[1], trip_miles=inf, pickup_latitude=-inf), dict(RAW_ROWS[2], fare=-inf, pickup_latitude=inf),
+            dict(RAW_ROWS[3], trip_miles=float("nan"))]
+    serialized = serialized_examples(rows)
+    expected = tft_output.transform_raw_features(tf.io.parse_example(serialized, tft_output.raw_feature_spec()))
+    out = device.apply(device.extract(tft_output), _device_inputs(tft_output, serialized))
+    for key in [features.transformed_name(k) for k in ("trip_miles", "fare", "pickup_latitude")]:
+        np.testing.assert_allclose(out[key].numpy(), expected[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+    missing = values[features.transformed_name("pickup_latitude")][3]  # row 3 has no latitude
+    assert out[features.transformed_name("pickup_latitude")].numpy().tolist()[:2] == [missing, missing]

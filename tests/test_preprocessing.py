@@ -75,3 +75,40 @@ def test_missing_fare_or_tips_give_label_zero_and_missing_ints_their_own_term(tr
     assert out[features.LABEL_KEY].numpy().tolist()[:2] == [0, 0]
     # The vocabulary never saw a missing hour: the missing term is out of vocabulary, the OOV id.
     assert out[xf("trip_start_hour")].numpy().tolist()[2] == tft_output.vocabulary_size_by_name("trip_start_hour")
+
+
+def test_non_finite_values_are_imputed_like_missing_ones_in_analysis_and_serving(transformed, tmp_path):
+    """What a feature allowed by --allow-non-finite gets: NaN and infinities never reach the mean."""
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata
+
+    from models import preprocessing
+    from pipeline.beam import DirectBeam
+    from tests.conftest import raw_feature_spec, raw_instances, serialized_examples
+
+    inf = float("inf")
+    rows = RAW_ROWS + [dict(RAW_ROWS[0], trip_miles=float("nan")), dict(RAW_ROWS[1], trip_miles=inf),
+                       dict(RAW_ROWS[2], trip_miles=-inf)]
+    metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec())
+    with beam.Pipeline(argv=DirectBeam("in_memory").args()) as p:
+        with tft_beam.Context(temp_dir=str(tmp_path / "tmp")):
+            transform_fn = (p | beam.Create(raw_instances(rows)), metadata) | tft_beam.AnalyzeDataset(
+                preprocessing.preprocessing_fn)
+            _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "out"))
+    out = tft.TFTransformOutput(str(tmp_path / "out")).transform_raw_features(
+        tf.io.parse_example(serialized_examples(rows), raw_feature_spec()))
+    # 1,2,3,missing,2,4 and NaN, inf, -inf: the last four take the mean of the finite values, 2.4.
+    present = np.array([1.0, 2.0, 3.0, 2.4, 2.0, 4.0, 2.4, 2.4, 2.4])
+    np.testing.assert_allclose(out[xf("trip_miles")].numpy(), (present - present.mean()) / present.std(), rtol=1e-5, atol=1e-6)
+
+    # Serving, on the fixture's graph: a non-finite fare or tips is a missing one (label 0).
+    _, tft_output, _ = transformed
+    odd = [dict(RAW_ROWS[1], fare=inf), dict(RAW_ROWS[1], fare=float("nan")), dict(RAW_ROWS[1], tips=inf),
+           dict(RAW_ROWS[1], trip_miles=-inf), dict(RAW_ROWS[1], trip_miles=None)]
+    served = tft_output.transform_raw_features(tf.io.parse_example(serialized_examples(odd), raw_feature_spec()))
+    assert served[features.LABEL_KEY].numpy().tolist()[:3] == [0, 0, 0]
+    miles = served[xf("trip_miles")].numpy()
+    assert np.isfinite(miles).all() and miles[3] == miles[4]  # -inf is imputed as a missing value is

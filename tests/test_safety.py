@@ -102,7 +102,50 @@ BAD_FILES = {
     "header that does not match": (lambda root: _renamed_column(root, "tips", "tip_amount"),
                                    "missing column(s) tips; unexpected column(s) tip_amount"),
     "unparseable rows": (lambda root: _truncated_row(root), "line 5: 3 fields where the header has 18"),
+    # More shapes, each with its exact line, are in tests/test_data.py (no pipeline needed there).
+    "UTF-8 byte-order mark": (lambda root: _write_bytes(root / "bom", b"\xef\xbb\xbf" + _bundled_text(50)),
+                              "data.csv: starts with a UTF-8 byte-order mark"),
+    "ragged row at line 50,000 of a large file": (lambda root: _ragged_far(root), "line 50000: 3 fields where the header has 18"),
+    "a second file with the columns in another order": (
+        lambda root: _second_file_reordered(root), "b.csv: its columns are in another order than in a.csv"),
+    "a dangling symbolic link": (  # once a traceback: the Beam mode measured the input's size first
+        lambda root: _dangling(root), "data.csv: a symbolic link to "),
+    "a directory among the files": (
+        lambda root: (_write(root / "subdir", _bundled_text(50).decode()) / "old").mkdir() or root / "subdir",
+        "old: a directory; CsvExampleGen reads every entry of the data directory as a CSV file"),
 }
+
+
+def _dangling(root: Path) -> Path:
+    (root / "dangling").mkdir()
+    os.symlink(root / "gone.csv", root / "dangling" / "data.csv")
+    return root / "dangling"
+
+
+def _bundled_text(count: int) -> bytes:
+    return ("\n".join(_bundled_lines(count)) + "\n").encode()
+
+
+def _write_bytes(directory: Path, data: bytes, name: str = "data.csv") -> Path:
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_bytes(data)
+    return directory
+
+
+def _ragged_far(root: Path) -> Path:
+    header, *body = _bundled_lines(1001)
+    lines = [header] + body * 60
+    lines[49_999] = "1,2,3"
+    return _write_bytes(root / "ragged_far", ("\n".join(lines) + "\n").encode())
+
+
+def _second_file_reordered(root: Path) -> Path:
+    with taxi.bundled_csv().open(newline="") as f:
+        header, *rows = [next(csv.reader(f)) for _ in range(100)]
+    _write_bytes(root / "two", _bundled_text(50), "a.csv")
+    order = header[::-1]
+    lines = [",".join(order)] + [",".join(r[header.index(c)] for c in order) for r in rows[50:]]
+    return _write_bytes(root / "two", ("\n".join(lines) + "\n").encode(), "b.csv")
 
 
 def _write(directory: Path, text: str) -> Path:
@@ -153,7 +196,21 @@ def test_bad_input_files_are_refused_before_any_component_runs(baseline, intact,
 
 # --- the data gate: TFDV finds it, the run stops before Transform --------------------------------
 
+def _every(n: int, column: str, values: list[str]):
+    """change(): `column` set to values[0], values[1], ... in every n-th row (a few percent of rows)."""
+    seen = [0]
+
+    def change(header, row):
+        seen[0] += 1
+        if seen[0] % n == 0:
+            row[header.index(column)] = values[(seen[0] // n) % len(values)]
+        return row
+    return change
+
+
 DATA_GATE_CASES = {
+    "fares inf, -inf, NaN, nan, 1e400 in a few percent of rows": (
+        _every(25, "fare", ["inf", "-inf", "NaN", "nan", "1e400"]), "fare", "FLOAT_TYPE_HAS_NAN|FLOAT_TYPE_HAS_INF"),
     "a column with values of the wrong type": (_set("fare", "twelve dollars"), "fare", "SCHEMA_NEW_COLUMN|FLOAT_TYPE|UNEXPECTED|TYPE"),
     "labels missing for all rows": (_set("tips", ""), "tips", "FEATURE_TYPE_NOT_PRESENT|SCHEMA_MISSING_COLUMN"),
     "a drifted distribution (fares x100)": (

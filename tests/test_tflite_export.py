@@ -108,6 +108,25 @@ def test_parity_gate_refuses_a_broken_conversion_with_the_figures(taxi_model):
         export.export(export_dir, "none", train_examples[:50], eval_examples, min_agreement=0.99, converter=_broken)
 
 
+def _nan_weights(saved_model_dir, mode, representative):
+    """A converter whose float weights are all NaN: every answer of the TFLite model is NaN."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(export.convert(saved_model_dir, mode, representative)))
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            buffer = model.buffers[tensor.buffer]
+            if flatbuffer_utils.type_to_name(tensor.type) == "FLOAT32" and buffer.data is not None and len(buffer.data):
+                buffer.data = np.full(len(buffer.data) // 4, np.nan, np.float32).view(np.uint8)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_parity_gate_never_takes_nan_answers_for_agreement(taxi_model):
+    """NaN >= 0.5 is false for both models: a NaN answer would otherwise 'agree' with every "no"."""
+    export_dir, _, train_examples, eval_examples = taxi_model
+    with pytest.raises(export.ParityError, match=r"^answers that are not numbers \(NaN or infinite\) on eval examples "
+                                                 r"out of 600: TFLite on 600 \(first: example 0, nan\); not exported$"):
+        export.export(export_dir, "none", train_examples[:50], eval_examples, min_agreement=0.0, converter=_nan_weights)
+
+
 def test_unknown_mode_is_refused(taxi_model):
     with pytest.raises(ValueError, match="quantization must be one of"):
         export.convert(taxi_model[0], "int4", lambda: iter(()))

@@ -23,6 +23,8 @@ class DataGateSpec(types.ComponentSpec):
         "min_drift_examples": ExecutionParameter(type=int),
         # TFDV anomaly kinds (AnomalyInfo.Type names) that are reported but do not stop the run.
         "warn_only": ExecutionParameter(type=List[str]),
+        # Float features whose NaN / infinities (FLOAT_TYPE_HAS_NAN / _INF) only warn.
+        "allow_non_finite": ExecutionParameter(type=List[str]),
         # This component's own code (components.code_fingerprint): recorded in MLMD, and a change
         # in the code invalidates the cache.
         "code_fingerprint": ExecutionParameter(type=str),
@@ -56,6 +58,7 @@ class DataGate(base_component.BaseComponent):
         drift_features: Sequence[str] = (),
         min_drift_examples: int = MIN_DRIFT_EXAMPLES,
         warn_only: Sequence[str] = (),
+        allow_non_finite: Sequence[str] = (),
     ):
         super().__init__(
             spec=DataGateSpec(
@@ -67,6 +70,7 @@ class DataGate(base_component.BaseComponent):
                 drift_features=_names(drift_features, "drift_features"),
                 min_drift_examples=min_drift_examples,
                 warn_only=_names(warn_only, "warn_only"),
+                allow_non_finite=_names(allow_non_finite, "allow_non_finite"),
                 code_fingerprint=code_fingerprint(Path(__file__).parent),
                 accepted_statistics=types.Channel(type=standard_artifacts.ExampleStatistics),
             )

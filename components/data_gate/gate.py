@@ -17,6 +17,9 @@ from components import ReadableError
 from upstream import formats
 
 DRIFT_SPLIT = "train"
+# What TFDV reports for NaN and infinities in a float feature whose float_domain disallows them
+# (disallow_nan / disallow_inf; the curated schema sets both on every float feature).
+NON_FINITE_KINDS = {"FLOAT_TYPE_HAS_NAN": "NaN", "FLOAT_TYPE_HAS_INF": "infinite values"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,21 +35,27 @@ class DataGateError(ReadableError, RuntimeError):
     """The data failed the gate; the message is the readable summary."""
 
 
-def findings(anomalies: anomalies_pb2.Anomalies, split: str, warn_only: Iterable[str]) -> list[Finding]:
-    """One Finding per (feature, kind) in a TFDV Anomalies proto."""
-    warn_only = set(warn_only)
+def findings(
+    anomalies: anomalies_pb2.Anomalies, split: str, warn_only: Iterable[str], allow_non_finite: Iterable[str] = ()
+) -> list[Finding]:
+    """One Finding per (feature, kind) in a TFDV Anomalies proto.
+
+    Kinds in `warn_only` only warn; so do NaN and infinities in the features of `allow_non_finite`.
+    """
+    warn_only, allowed = set(warn_only), set(allow_non_finite)
     return [
-        Finding(split, feature, kind, description, kind not in warn_only)
+        Finding(split, feature, kind, description,
+                kind not in warn_only and not (kind in NON_FINITE_KINDS and feature in allowed))
         for feature, info in formats.anomaly_infos(anomalies)
         for kind, description in formats.anomaly_reasons(info)
     ]
 
 
-def schema_findings(anomalies_uri: str, warn_only: Iterable[str]) -> list[Finding]:
+def schema_findings(anomalies_uri: str, warn_only: Iterable[str], allow_non_finite: Iterable[str] = ()) -> list[Finding]:
     """ExampleValidator's anomalies, for every split it checked (a split without its file fails)."""
     out = []
     for split in formats.splits(anomalies_uri):
-        out += findings(formats.anomalies(anomalies_uri, split), split, warn_only)
+        out += findings(formats.anomalies(anomalies_uri, split), split, warn_only, allow_non_finite)
     return out
 
 
@@ -138,7 +147,9 @@ def check(statistics_uri: str, anomalies_uri: str, schema_uri: str, baseline_uri
     """The gate's whole check on its artifacts' URIs and its exec properties (as the executor got
     them, or as MLMD recorded them: lists may be JSON text)."""
     warn_only = formats.list_property(properties["warn_only"])
-    found = schema_findings(anomalies_uri, warn_only)
+    # .get: an execution recorded before the parameter existed has none.
+    allow_non_finite = formats.list_property(properties.get("allow_non_finite", []))
+    found = schema_findings(anomalies_uri, warn_only, allow_non_finite)
     drift: list[DriftScore] = []
     if baseline_uri and baseline_uri != statistics_uri:
         schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
@@ -172,5 +183,12 @@ def summary(found: Sequence[Finding], report_dir: str) -> str:
     for f in found:
         mark = "BLOCK" if f.blocking else "warn "
         lines.append(f"  {mark} {f.split:<5} {f.feature:<{width}}  {f.kind}: {f.description}")
+    non_finite = sorted({f.feature for f in blocking if f.kind in NON_FINITE_KINDS})
+    if non_finite:
+        kinds = sorted({NON_FINITE_KINDS[f.kind] for f in blocking if f.kind in NON_FINITE_KINDS})
+        lines.append(
+            f"{' and '.join(kinds)} in {', '.join(non_finite)} (text such as inf, NaN or 1e400 in the CSV): "
+            "fix the export, or let them through for a feature with --allow-non-finite "
+            "(Transform then imputes them like missing values)")
     lines.append(f"full report: {report_dir}")
     return "\n".join(lines)

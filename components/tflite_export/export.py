@@ -141,6 +141,14 @@ def compare(
     inputs = device_inputs(loaded, examples)
     runner = _runner(tflite_model)
     actual = runner(**inputs)[OUTPUT_KEY].reshape(-1)
+    # NaN compares false with everything, so two NaN answers would "agree" and hide from the
+    # max: a model answering anything but a number on an eval example is refused outright.
+    odd = {name: np.flatnonzero(~np.isfinite(values)) for name, values in (("SavedModel", expected), ("TFLite", actual))}
+    if any(len(rows) for rows in odd.values()):
+        told = "; ".join(f"{name} on {len(rows)} (first: example {rows[0]}, {values[rows[0]]})"
+                         for (name, rows), values in zip(odd.items(), (expected, actual)) if len(rows))
+        raise ParityError(f"answers that are not numbers (NaN or infinite) on eval examples out of "
+                          f"{len(examples)}: {told}; not exported")
     agree = (actual >= DECISION_THRESHOLD) == (expected >= DECISION_THRESHOLD)
 
     n = min(latency_examples, len(examples))
