@@ -32,6 +32,9 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
         head, reasons = report_build.verdict(evaluation)
         lines.append(f"Model blessed: {head}")
         lines += [f"                 {reason}" for reason in reasons]
+    training = report_build.training_line(run)
+    if training:
+        lines.append(f"Trained by:    {training}")
     pushed = report_build.pushed_destination(run.output("Pusher", "pushed_model"))
     if pushed and run.states().get("Pusher") == "CACHED":
         pushed += " (pushed by an earlier run: the same model and verdict)"

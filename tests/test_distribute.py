@@ -86,7 +86,7 @@ def first_epoch(log: Path) -> int:
 
 def test_a_killed_worker_fails_the_training_at_once_and_the_rerun_resumes_from_the_backup(transformed, tmp_path):
     hp = model.Hyperparameters(**TINY, distribution_strategy="multi_worker", workers=2)
-    steps = 4000  # 10 epochs, long enough to kill worker 1 after the first backup
+    steps = 10  # 10 epochs of one step, each ending with a backup: 9 left when worker 1 is killed
     first = fn_args(tmp_path, transformed, hp, execution=1, train_steps=steps)
     backups = tmp_path / "Trainer" / "backup"
     started: list = []
@@ -124,3 +124,27 @@ def test_a_killed_worker_fails_the_training_at_once_and_the_rerun_resumes_from_t
     trainer.run_fn(rerun)
     assert first_epoch(Path(rerun.model_run_dir, "worker-0.log")) > 1  # not from step 0
     assert Path(rerun.serving_model_dir, "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_a_two_worker_pipeline_run_is_blessed_exports_the_same_signatures_and_says_how_it_trained(tmp_path):
+    from data import taxi
+    from tests.conftest import latest_summary, run_cli
+
+    data_dir = taxi.write_sample(tmp_path / "data", rows=600)
+    out = tmp_path / "out"
+    result = run_cli(out, data_dir, "--distribution-strategy", "multi_worker", "--workers", "2")
+    assert "Trained by:    2 replicas in sync, 2 worker processes" in result.stdout, result.stdout[-3000:]
+    summary = latest_summary(out)
+    assert summary.output("Evaluator", "blessing").properties["blessed"] == 1
+    trainer_run = summary.execution("Trainer")
+    assert trainer_run.properties["custom_config"]["hyperparameters"]["workers"] == 2  # recorded in MLMD
+    model_uri = Path(summary.output("Trainer", "model").uri)
+    (export,) = [p.parent for p in model_uri.rglob("saved_model.pb")]
+    loaded = tf.saved_model.load(str(export))
+    assert {"serving_default", "transform_features", "device", "device_inputs"} <= set(loaded.signatures)
+    assert summary.output("TFLiteExport", "tflite_model").properties["exported"] == 1
+    logs = sorted(p.name for p in Path(summary.output("Trainer", "model_run").uri).glob("worker-*.log"))
+    assert logs == ["worker-0.log", "worker-1.log"]
+    (report,) = out.glob("reports/*/report.md")
+    assert "Trained by 2 replicas in sync, 2 worker processes" in report.read_text()
