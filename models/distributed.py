@@ -21,6 +21,7 @@ import ctypes
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -39,6 +40,10 @@ FACTS_FILE = "distribution.json"  # what the chief measured, beside TensorBoard'
 POLL_SECONDS = 0.2
 # After one worker died, how long the others get to exit on SIGTERM before SIGKILL.
 KILL_GRACE_SECONDS = 5.0
+# How long the chief waits for the other workers to finish after its own export.
+RELEASE_TIMEOUT_SECONDS = 600.0
+# How long a worker may run on after another one finished cleanly (a mismatched collective hangs).
+STRAGGLER_SECONDS = 300.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +66,7 @@ class WorkerSpec:
     log_dir: str | None
     backup_dir: str | None
     facts_file: str | None
+    release_file: str | None  # the chief exits once this exists: every other worker is done
     parent_pid: int
 
 
@@ -104,12 +110,12 @@ def describe_status(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _last_lines(path: Path, count: int = 3) -> str:
+def _last_lines(path: Path, count: int = 3, separator: str = " | ") -> str:
     try:
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    return " | ".join(lines[-count:])
+    return separator.join(lines[-count:])
 
 
 def train(train_files: Sequence[str], eval_files: Sequence[str], transform_output: str, hp: Hyperparameters,
@@ -125,6 +131,7 @@ def train(train_files: Sequence[str], eval_files: Sequence[str], transform_outpu
     scratch = tempfile.mkdtemp(prefix="taxi-workers-")
     processes: list[subprocess.Popen] = []
     logs = [Path(log_dir) / f"worker-{i}.log" for i in range(workers)]
+    release = Path(scratch) / "release"
     try:
         for index in range(workers):
             chief = index == 0
@@ -135,7 +142,8 @@ def train(train_files: Sequence[str], eval_files: Sequence[str], transform_outpu
                 # Every worker saves (saving runs collectives); only the chief's export is kept.
                 export_dir=serving_model_dir if chief else os.path.join(scratch, f"export-{index}"),
                 log_dir=log_dir if chief else None, backup_dir=backup_dir,
-                facts_file=os.path.join(log_dir, FACTS_FILE) if chief else None, parent_pid=os.getpid(),
+                facts_file=os.path.join(log_dir, FACTS_FILE) if chief else None,
+                release_file=str(release) if chief else None, parent_pid=os.getpid(),
             )
             spec_path = Path(scratch) / f"worker-{index}.json"
             spec_path.write_text(json.dumps(dataclasses.asdict(spec)))
@@ -148,28 +156,45 @@ def train(train_files: Sequence[str], eval_files: Sequence[str], transform_outpu
                                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=scratch))
         if started is not None:
             started(processes)
-        _watch(processes, logs)
+        _watch(processes, logs, release)
         return json.loads(Path(log_dir, FACTS_FILE).read_text())
     finally:
         _stop(processes)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _watch(processes: list[subprocess.Popen], logs: list[Path]) -> None:
-    """Waits for every worker; the first non-zero exit fails the training at once."""
+def _watch(processes: list[subprocess.Popen], logs: list[Path], release: Path) -> None:
+    """Waits for every worker; the first non-zero exit fails the training at once.
+
+    The chief (task 0) hosts the cluster's coordination service: if it exited first, a worker
+    still finishing would fail ("The tasks have crashed"), so it waits for `release`, written
+    once every other worker exited cleanly.
+    """
     running = set(range(len(processes)))
+    first_done = None  # when the first worker exited cleanly: the others must follow, not hang
     while running:
         for index in sorted(running):
             status = processes[index].poll()
             if status is None:
                 continue
             running.discard(index)
+            if status == 0 and first_done is None:
+                first_done = time.monotonic()
             if status != 0:
+                # The Trainer deletes its outputs (these logs among them) when it fails: keep their ends.
+                for i, log in enumerate(logs):
+                    logging.error("training worker %d, end of %s:\n%s", i, log, _last_lines(log, 40, "\n"))
                 role = "chief" if index == 0 else "worker"
                 tail = _last_lines(logs[index])
                 raise WorkerFailed(
                     f"training worker {index} ({role}, pid {processes[index].pid}) {describe_status(status)}; "
                     f"the other workers were stopped. Its log: {logs[index]}" + (f" (last lines: {tail})" if tail else ""))
+        if first_done is not None and running and time.monotonic() - first_done > STRAGGLER_SECONDS:
+            late = min(running)
+            raise WorkerFailed(f"training worker {late} (pid {processes[late].pid}) still runs {STRAGGLER_SECONDS:.0f}s "
+                               f"after another finished: stopped. Its log: {logs[late]}")
+        if running == {0} and not release.exists():
+            release.touch()
         time.sleep(POLL_SECONDS)
 
 
@@ -254,6 +279,10 @@ def worker_main(spec: WorkerSpec) -> None:
             "train_examples_per_s": round(hp.train_batch_size * (steps - 1) / steady, 1) if steady else None,
         }
         Path(spec.facts_file).write_text(json.dumps(facts, indent=1))
+    if spec.release_file:
+        deadline = time.monotonic() + RELEASE_TIMEOUT_SECONDS
+        while not os.path.exists(spec.release_file) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
 
 
 if __name__ == "__main__":
