@@ -84,6 +84,7 @@ def first_epoch(log: Path) -> int:
     raise AssertionError(f"no epoch in {log}")
 
 
+@pytest.mark.slow  # about 6 min on 2 loaded cores: two trainings of 2 workers each
 def test_a_killed_worker_fails_the_training_at_once_and_the_rerun_resumes_from_the_backup(transformed, tmp_path):
     hp = model.Hyperparameters(**TINY, distribution_strategy="multi_worker", workers=2)
     steps = 10  # 10 epochs of one step, each ending with a backup: 9 left when worker 1 is killed
@@ -113,7 +114,9 @@ def test_a_killed_worker_fails_the_training_at_once_and_the_rerun_resumes_from_t
     killed_at = time.monotonic()
     thread.join(60)
     assert not thread.is_alive(), "the training hangs after a worker died"
-    assert time.monotonic() - killed_at < 30, "not within a bounded time"
+    # Bounded by the watcher (0.2 s polling + 5 s grace), well before MultiWorkerMirroredStrategy's
+    # own coordination service notices the dead peer (about 34 s here, under load).
+    assert time.monotonic() - killed_at < 20, "not within a bounded time"
     (error,) = failure
     assert isinstance(error, distributed.WorkerFailed)
     assert "worker 1" in str(error) and "SIGKILL" in str(error)
