@@ -116,7 +116,9 @@ def test_a_killed_worker_fails_the_training_at_once_and_the_rerun_resumes_from_t
     assert not thread.is_alive(), "the training hangs after a worker died"
     # Bounded by the watcher (0.2 s polling + 5 s grace), well before MultiWorkerMirroredStrategy's
     # own coordination service notices the dead peer (about 34 s here, under load).
-    assert time.monotonic() - killed_at < 20, "not within a bounded time"
+    elapsed = time.monotonic() - killed_at
+    print(f"training failed {elapsed:.1f}s after the SIGKILL")
+    assert elapsed < 20, f"not within a bounded time: {elapsed:.1f}s"
     (error,) = failure
     assert isinstance(error, distributed.WorkerFailed)
     assert "worker 1" in str(error) and "SIGKILL" in str(error)
