@@ -12,6 +12,7 @@
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
 #   make bench-serving                      the serving check's cost on the latest run's model
+#   make bench-distribute [ARGS="--replicas 2 --steps 300"]   Trainer examples/s: 1 replica, N replicas, N workers
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
@@ -40,7 +41,7 @@ DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
-.PHONY: run report test test-slow exec tensorboard bench bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -79,6 +80,11 @@ bench-serving:
 BENCH_ROWS ?= 100000 1000000
 bench:
 	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(BENCH_ROWS),--rows $(n)) $(ARGS)
+	$(ENV) exec python -m benchmarks.distribute --output-dir "$(OUTPUT_DIR)/bench/project" --json-out "$(OUTPUT_DIR)/bench/distribute.json"
+
+# The Trainer at 1 replica, N logical CPU replicas and N worker processes, on a finished run's Transform output.
+bench-distribute:
+	$(ENV) exec python -m benchmarks.distribute --output-dir "$(OUTPUT_DIR)" $(ARGS)
 
 bench-quick:
 	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(ARGS)

@@ -271,6 +271,12 @@ def kfp() -> None:
               help="kubeflow: open-source KFP (no latest-blessed-model baseline); vertex: Vertex AI Pipelines.")
 @click.option("--output", "output", type=click.Path(path_type=Path), default=None,
               help="Where to write the spec. [default: <output dir>/kubeflow/<pipeline name>.yaml]")
+@click.option("--vertex-project", envvar="VERTEX_PROJECT", default=None,
+              help="--target vertex with --workers > 1: project of the Trainer's Vertex AI CustomJob. [env: VERTEX_PROJECT]")
+@click.option("--vertex-region", envvar="VERTEX_REGION", default=None,
+              help="...and its region, e.g. us-central1. [env: VERTEX_REGION]")
+@click.option("--training-machine-type", default="n1-standard-4", show_default=True,
+              help="...and the machine type of each training replica.")
 @run_options.output_dir_option
 @functools.partial(run_options.data_option, envvar="KFP_DATA_DIR",
                    help_text="Default of the data_root runtime parameter: a URI of CSV files the pods can reach. "
@@ -278,6 +284,7 @@ def kfp() -> None:
 @run_options.beam_options
 @run_options.config_options
 def kfp_compile(image: str, pipeline_root: str, serving_dir: str | None, target: str, output: Path | None,
+                vertex_project: str | None, vertex_region: str | None, training_machine_type: str,
                 **options: Any) -> None:
     """Compile the pipeline to a KFP v2 spec (YAML); training settings and Beam options as for `run`."""
     config, output_dir, beam = run_options.or_usage_error(lambda: (
@@ -286,7 +293,9 @@ def kfp_compile(image: str, pipeline_root: str, serving_dir: str | None, target:
     from kubeflow import runner  # heavy (TFX, TensorFlow): imported once the options are known to be valid
 
     settings = run_options.or_usage_error(
-        lambda: runner.KubeflowSettings(image, pipeline_root, options.get("data_dir"), serving_dir, target))
+        lambda: runner.KubeflowSettings(image, pipeline_root, options.get("data_dir"), serving_dir, target,
+                                        vertex_project, vertex_region, training_machine_type))
+    run_options.or_usage_error(lambda: runner.vertex_training(config, settings))
     path = runner.compile_pipeline(config, settings, beam, output or default_spec_path(output_dir.path, config.pipeline_name))
     click.echo(f"Pipeline spec for {target} written to {path}\n  image: {settings.image}\n"
                f"  pipeline root: {settings.pipeline_root}\n  data_root (runtime parameter): {settings.data}\n"

@@ -75,6 +75,11 @@ class KubeflowSettings:
     data: str | None = None  # default: <pipeline_root>/data
     serving_dir: str | None = None  # default: <pipeline_root>/serving
     target: str = "kubeflow"
+    # vertex with --workers > 1: the CustomJob the Trainer step launches (project and region of
+    # the user's Vertex AI, given on the command line; never defaults).
+    vertex_project: str | None = None
+    vertex_region: str | None = None
+    training_machine_type: str = "n1-standard-4"
 
     def __post_init__(self) -> None:
         if not self.image or any(c.isspace() for c in self.image):
@@ -97,6 +102,37 @@ def kfp_pipeline_name(config: PipelineConfig) -> str:
     if not _KFP_NAME.fullmatch(name):
         raise ConfigError("pipeline_name", f"must start with a letter or digit for Kubeflow, got {config.pipeline_name!r}")
     return name
+
+
+def vertex_training(config: PipelineConfig, settings: KubeflowSettings) -> dict[str, Any] | None:
+    """The Trainer's custom_config for TFX's Vertex AI Trainer extension, or None (train in the step's pod).
+
+    --target vertex with multi_worker over several workers: a Vertex AI CustomJob of one chief
+    pool and one pool of workers-1 replicas, all on the pipeline's image. Vertex AI sets TF_CONFIG
+    in each replica, whose run_fn then trains in-process under MultiWorkerMirroredStrategy
+    (models/trainer.py). Open-source KFP has no multi-replica step: there the Trainer's pod
+    starts the workers as local processes, as on this machine (for a cluster of pods, the
+    Kubeflow Training Operator's TFJob, which TFX does not compile to).
+    """
+    hp = config.hyperparameters
+    if settings.target != "vertex" or hp.distribution_strategy != "multi_worker" or hp.workers < 2:
+        return None
+    for name in ("vertex_project", "vertex_region"):
+        if not getattr(settings, name):
+            raise ConfigError(name, f"is needed: --target vertex trains {hp.workers} workers as a Vertex AI CustomJob")
+    from tfx.extensions.google_cloud_ai_platform import constants as vertex
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer
+
+    def pool(replicas: int) -> dict[str, Any]:
+        return {"machine_spec": {"machine_type": settings.training_machine_type}, "replica_count": replicas,
+                "container_spec": {"image_uri": settings.image}}
+
+    return {
+        vertex.ENABLE_VERTEX_KEY: True,
+        vertex.VERTEX_REGION_KEY: settings.vertex_region,
+        vertex_trainer.TRAINING_ARGS_KEY: {"project": settings.vertex_project,
+                                           "worker_pool_specs": [pool(1), pool(hp.workers - 1)]},
+    }
 
 
 def runtime_parameter_defaults(config: PipelineConfig, settings: KubeflowSettings) -> dict[str, str]:
@@ -122,7 +158,7 @@ def build_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: Dir
         beam_args=tuple(beam.args(settings.data)),
     )
     return create_pipeline(config.replace(pipeline_name=kfp_pipeline_name(config)), locations, settings.topology,
-                           train_args=params[TRAIN_ARGS_PARAM])
+                           train_args=params[TRAIN_ARGS_PARAM], vertex_training=vertex_training(config, settings))
 
 
 def compile_spec(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam = DirectBeam()) -> dict[str, Any]:

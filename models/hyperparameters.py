@@ -4,7 +4,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-STRATEGIES = ("mirrored", "one_device", "default")
+# mirrored: MirroredStrategy in this process (all local GPUs, else the CPU; with replicas > 1 the
+# CPU split into that many logical devices, in a worker subprocess: see models/distributed.py).
+# multi_worker: MultiWorkerMirroredStrategy over `workers` processes on this machine.
+STRATEGIES = ("mirrored", "multi_worker", "one_device", "default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +22,20 @@ class Hyperparameters:
     hidden_units: tuple[int, ...] = (32, 16)
     embedding_dim: int = 4
     distribution_strategy: str = "mirrored"
+    replicas: int = 1  # mirrored only: logical CPU devices (replicas) in one training process
+    workers: int = 1  # multi_worker only: worker processes, each one replica; worker 0 is the chief
     mixed_precision: bool = False
     seed: int = 42  # initial weights and shuffle order (threaded CPU kernels still vary results slightly)
+
+    @property
+    def replicas_in_sync(self) -> int:
+        """How many replicas train the model together (the global batch is split among them)."""
+        return self.workers if self.distribution_strategy == "multi_worker" else self.replicas
+
+    @property
+    def in_subprocess(self) -> bool:
+        """Whether the Trainer trains in worker processes (logical devices need a fresh TF runtime)."""
+        return self.distribution_strategy == "multi_worker" or self.replicas > 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,16 +13,40 @@ import tf_keras as keras
 from models import device, features
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The tf.distribute strategy called `name` (one of STRATEGIES)."""
+def make_strategy(name: str, replicas: int = 1) -> tf.distribute.Strategy:
+    """The tf.distribute strategy called `name` (one of STRATEGIES).
+
+    mirrored with replicas > 1 mirrors over that many logical CPU devices, which must have been
+    configured (split_cpu) before TensorFlow initialised its devices. multi_worker reads the
+    cluster from TF_CONFIG and trains one replica per worker process.
+    """
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()  # all local GPUs, or the CPU when there are none
+        if tf.config.list_logical_devices("GPU") and replicas == 1:
+            return tf.distribute.MirroredStrategy()  # all local GPUs
+        # Without GPUs MirroredStrategy() mirrors over every logical CPU device: name them.
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(cpus) < replicas:
+            raise RuntimeError(f"{replicas} replicas need {replicas} logical CPU devices, this process has "
+                               f"{len(cpus)}: split_cpu({replicas}) must run before TensorFlow initialises")
+        # On CPU devices MirroredStrategy all-reduces by reduction to one device (NCCL is GPU-only).
+        return tf.distribute.MirroredStrategy(devices=cpus[:replicas])
+    if name == "multi_worker":
+        # Ring all-reduce over gRPC: the collective implementation that works between CPU workers.
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=tf.distribute.experimental.CommunicationImplementation.RING))
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, not {name!r}")
+
+
+def split_cpu(replicas: int) -> None:
+    """Splits this process's CPU into `replicas` logical devices; only before TF initialises them."""
+    (cpu,) = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 
 
 def to_model_inputs(transformed: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -36,8 +60,16 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
-    """Endless (features, label) batches from Transform's gzipped TFRecords of tf.Examples."""
+    """Endless (features, label) batches from Transform's gzipped TFRecords of tf.Examples.
+
+    `batch_size` is the global batch: tf.distribute splits each batch among the replicas in sync.
+    shard=(count, index): this worker's records, every count-th from the index-th. By record, not
+    by file: Transform writes as many files as Beam chose (one on the bundled data, from a single
+    bundle), often fewer than the workers, and file sharding would then leave workers without
+    data (tf.data's AUTO policy would silently fall back to reading everything, on every worker).
+    """
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples match {list(file_patterns)}")
@@ -48,17 +80,24 @@ def make_dataset(
         return to_model_inputs(parsed), parsed[features.LABEL_KEY]
 
     # The taxi splits are small: cache the serialized records once, then shuffle in memory.
-    dataset = tf.data.TFRecordDataset(
-        files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
-    ).cache()
+    # Interleaved deterministically (tf.data's default), so every worker numbers the records alike.
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if shard is not None:
+        dataset = dataset.shard(*shard)
+    dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(20_000, seed=seed, reshuffle_each_iteration=True)
-    return (
+    dataset = (
         dataset.repeat()
         .batch(batch_size)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+    if shard is not None:  # sharded above: tf.distribute must not shard again
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
@@ -111,14 +150,21 @@ def train(
     train_steps: int,
     eval_steps: int,
     log_dir: str | None = None,
+    backup_dir: str | None = None,
+    shard: tuple[int, int] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> keras.Model:
-    """Builds the model under the configured tf.distribute strategy and fits it."""
+    """Builds the model under the configured tf.distribute strategy and fits it.
+
+    backup_dir: a BackupAndRestore directory, so a rerun after a crash resumes at the last epoch
+    completed; shard: this worker's share of the input (see make_dataset).
+    """
     keras.utils.set_random_seed(hp.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if hp.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        with make_strategy(hp.distribution_strategy).scope():
+        with make_strategy(hp.distribution_strategy, hp.replicas).scope():
             model = build_model(vocabulary_sizes(tf_transform_output), hp)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -126,12 +172,16 @@ def train(
     # Up to ten epochs give TensorBoard a curve, exactly train_steps steps in all; validation
     # runs once, after the last.
     epochs = max(d for d in range(1, 11) if train_steps % d == 0)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")] if log_dir else []
+    callbacks = list(callbacks)
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    if backup_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
     model.fit(
-        make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True, seed=hp.seed),
+        make_dataset(train_files, tf_transform_output, hp.train_batch_size, shuffle=True, seed=hp.seed, shard=shard),
         epochs=epochs,
         steps_per_epoch=train_steps // epochs,
-        validation_data=make_dataset(eval_files, tf_transform_output, hp.eval_batch_size, shuffle=False),
+        validation_data=make_dataset(eval_files, tf_transform_output, hp.eval_batch_size, shuffle=False, shard=shard),
         validation_steps=eval_steps,
         validation_freq=epochs,
         callbacks=callbacks,

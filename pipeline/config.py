@@ -20,6 +20,10 @@ from models import features
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
 
+# Replicas or worker processes on one machine: beyond this they only contend for its cores.
+MAX_PROCESS_REPLICAS = 16
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; `option` is the command-line flag it came from."""
 
@@ -113,6 +117,14 @@ class PipelineConfig:
             raise ConfigError("hidden_units", f"needs one or more positive layer sizes, got {hp.hidden_units}")
         if hp.distribution_strategy not in STRATEGIES:
             raise ConfigError("distribution_strategy", f"must be one of {', '.join(STRATEGIES)}")
+        for name in ("replicas", "workers"):
+            if not 1 <= getattr(hp, name) <= MAX_PROCESS_REPLICAS:
+                raise ConfigError(name, f"must be between 1 and {MAX_PROCESS_REPLICAS}, got {getattr(hp, name)}")
+        if hp.replicas > 1 and hp.distribution_strategy != "mirrored":
+            raise ConfigError("replicas", "splits one process's CPU for --distribution-strategy mirrored; "
+                                          "multi_worker trains one replica per worker (use --workers)")
+        if hp.workers > 1 and hp.distribution_strategy != "multi_worker":
+            raise ConfigError("workers", "needs --distribution-strategy multi_worker")
         if self.tflite_quantization not in tflite.QUANTIZATION_MODES:
             raise ConfigError("tflite_quantization", f"must be one of {', '.join(tflite.QUANTIZATION_MODES)}")
         unknown = set(self.warn_only_anomalies) - set(anomalies_pb2.AnomalyInfo.Type.keys())

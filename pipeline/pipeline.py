@@ -58,14 +58,16 @@ def create_pipeline(
     locations: Locations,
     topology: Topology = Topology.LOCAL,
     train_args: tfx.proto.TrainArgs | RuntimeParameter | None = None,
+    vertex_training: dict | None = None,
 ) -> tfx.dsl.Pipeline:
     """The whole pipeline, from the CSV files at `locations.data` to a pushed model.
 
     `train_args`: a runtime parameter where the orchestrator takes one (Kubeflow); by default
-    `config.train_steps`.
+    `config.train_steps`. `vertex_training`: the Trainer's custom_config for TFX's Vertex AI
+    Trainer extension (a CustomJob with worker pools: kubeflow/runner.py).
     """
     data = _data_stages(config, locations, topology)
-    model = _model_stages(config, locations, data, train_args)
+    model = _model_stages(config, locations, data, train_args, vertex_training)
     shipping = _shipping_stages(config, locations, topology, data, model)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
@@ -111,7 +113,7 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
 
 
 def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
-                  train_args: tfx.proto.TrainArgs | RuntimeParameter | None) -> dict:
+                  train_args: tfx.proto.TrainArgs | RuntimeParameter | None, vertex_training: dict | None = None) -> dict:
     """Transform and Trainer, on data the gate accepted."""
     fingerprint = code_fingerprint(MODELS_DIR)
     transform = tfx.components.Transform(
@@ -126,14 +128,16 @@ def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
         disable_analyzer_cache=True,
     )
     transform.add_upstream_node(data["data_gate"])  # nothing trains on data the gate refused
-    trainer = tfx.components.Trainer(
+    trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training else tfx.components.Trainer
+    trainer = trainer_class(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=data["schema"].outputs["schema"],
         train_args=train_args if train_args is not None else tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config={"code_fingerprint": fingerprint, HYPERPARAMETERS_KEY: config.hyperparameters.to_dict()},
+        custom_config={"code_fingerprint": fingerprint, HYPERPARAMETERS_KEY: config.hyperparameters.to_dict(),
+                       **(vertex_training or {})},
     )
     return {"transform": transform, "trainer": trainer}
 

@@ -17,6 +17,7 @@ from components.pusher import options as pusher_options
 from components.serving_check import options as serving_options
 from components.tflite_export import options as tflite_options
 from lineage.query import ArtifactInfo, ExecutionInfo, RunInfo
+from models.hyperparameters import Hyperparameters
 from report import charts
 from report.evaluation import (
     OVERALL, Curves, Gate, SliceMetrics, curves, failure_lines, gates, slice_metrics, validation_result,
@@ -180,6 +181,26 @@ def verdict(evaluation: Evaluation | None) -> tuple[str, list[str]]:
     return head, reasons
 
 
+def training_line(run: RunInfo) -> str | None:
+    """How many replicas and worker processes trained the model, from the Trainer's execution in MLMD
+    (its custom_config holds the hyperparameters the run_fn trained with)."""
+    trainer = run.execution("Trainer")
+    config = trainer.properties.get("custom_config") if trainer else None
+    values = config.get("hyperparameters") if isinstance(config, dict) else None
+    if not isinstance(values, dict):
+        return None
+    try:
+        hp = Hyperparameters.from_dict(values)
+    except TypeError:  # recorded by another version of the code
+        return None
+    replicas = hp.replicas_in_sync
+    if hp.distribution_strategy == "multi_worker":
+        how = f"{hp.workers} worker process{'es' if hp.workers > 1 else ''} (MultiWorkerMirroredStrategy, chief exports)"
+    else:
+        how = f"1 process ({hp.distribution_strategy} strategy" + (f", {hp.replicas} logical CPU devices)" if hp.replicas > 1 else ")")
+    return f"{replicas} replica{'s' if replicas > 1 else ''} in sync, {how}; global batch {hp.train_batch_size}"
+
+
 def metric_line(values: dict[str, float], names: tuple[str, ...] = MAIN_METRICS) -> str:
     return ", ".join(f"{k}={values[k]:.4g}" for k in names if k in values)
 
@@ -323,7 +344,10 @@ def sections(report: RunReport) -> list[Section]:
 
     rows = [[i + 1, e.node_id, e.component_type.rpartition(".")[2], e.state, f"{e.seconds:.1f}"]
             for i, e in enumerate(run.executions)]
-    out.append(Section("Components", [f"Run {run.run_id}: {run.state}, {run.seconds:.1f} s in all (MLMD timestamps)."],
+    components = [f"Run {run.run_id}: {run.state}, {run.seconds:.1f} s in all (MLMD timestamps)."]
+    if training_line(run):
+        components.append(f"Trained by {training_line(run)}.")
+    out.append(Section("Components", components,
                        [Table("", ["#", "node", "type", "state", "seconds"], rows)], [("durations", "Durations")]))
     out.append(Section("Lineage", ["Executions (boxes) and the artifacts they read and wrote (ovals), from MLMD."],
                        [], [("lineage", "Lineage of the run")]))

@@ -32,6 +32,9 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
         head, reasons = report_build.verdict(evaluation)
         lines.append(f"Model blessed: {head}")
         lines += [f"                 {reason}" for reason in reasons]
+    training = report_build.training_line(run)
+    if training:
+        lines.append(f"Trained by:    {training}")
     serving_check = run.output("ServingCheck", "blessing")
     if serving_check is not None:
         lines.append(f"Serving check: {report_build.serving_check_line(serving_check.properties)}")

@@ -49,6 +49,10 @@ def test_beam_args_always_name_the_runner_and_running_mode():
         ({"hyperparameters": Hyperparameters(hidden_units=())}, "--hidden-units"),
         ({"hyperparameters": Hyperparameters(distribution_strategy="tpu")}, "--distribution-strategy"),
         ({"hyperparameters": Hyperparameters(seed=-1)}, "--seed"),
+        ({"hyperparameters": Hyperparameters(replicas=0)}, "--replicas"),
+        ({"hyperparameters": Hyperparameters(replicas=2, distribution_strategy="multi_worker")}, "--replicas"),
+        ({"hyperparameters": Hyperparameters(workers=2)}, "--workers"),
+        ({"hyperparameters": Hyperparameters(workers=99, distribution_strategy="multi_worker")}, "--workers"),
         ({"warn_only_anomalies": ("NO_SUCH_KIND",)}, "--warn-only-anomalies"),
     ],
 )

@@ -33,6 +33,7 @@ import models
 from data import taxi
 from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, default_spec_path, train_args_value
 from kubeflow import runner
+from models.hyperparameters import Hyperparameters
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.beam import DirectBeam
 from pipeline.pipeline import create_pipeline
@@ -511,3 +512,24 @@ def test_submit_refuses_unknown_parameters_and_missing_packages_before_any_reque
     missing = submit_cli("--package", str(tmp_path / "nope.yaml"), "--host", url)
     assert missing.exit_code == 1 and "cannot read the pipeline package" in missing.output
     assert server.calls == []
+
+
+def test_vertex_trains_several_workers_as_a_custom_job_of_worker_pools():
+    # Only compiled: a Vertex AI CustomJob cannot run here (no Google Cloud), so the spec is checked.
+    config = PipelineConfig(hyperparameters=Hyperparameters(distribution_strategy="multi_worker", workers=3))
+    with pytest.raises(ConfigError, match="--vertex-project"):
+        runner.compile_spec(config, runner.KubeflowSettings(IMAGE, ROOT, target="vertex"))
+    settings = runner.KubeflowSettings(IMAGE, ROOT, target="vertex", vertex_project="a-project", vertex_region="europe-west4")
+    spec = json_format.ParseDict(runner.compile_spec(config, settings), pb.PipelineSpec())
+    trainer = spec.root.dag.tasks["Trainer"]
+    custom = json.loads(trainer.inputs.parameters["custom_config"].runtime_value.constant.string_value)
+    job = custom["ai_platform_training_args"]
+    assert custom["ai_platform_enable_vertex"] is True and custom["ai_platform_vertex_region"] == "europe-west4"
+    assert job["project"] == "a-project"
+    assert [p["replica_count"] for p in job["worker_pool_specs"]] == [1, 2]  # the chief, then 2 workers
+    assert {p["container_spec"]["image_uri"] for p in job["worker_pool_specs"]} == {IMAGE}
+    assert custom["hyperparameters"]["workers"] == 3
+    assert "google_cloud_ai_platform" in json.dumps(json_format.MessageToDict(executors(spec)["Trainer"]))
+    # Open-source KFP: the plain Trainer, whose pod runs the 3 workers as local processes.
+    plain = json_format.ParseDict(runner.compile_spec(config, runner.KubeflowSettings(IMAGE, ROOT)), pb.PipelineSpec())
+    assert "google_cloud_ai_platform" not in json.dumps(json_format.MessageToDict(executors(plain)["Trainer"]))
