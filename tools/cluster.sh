@@ -5,6 +5,8 @@
 #   tools/cluster.sh flink down     stop them (only the processes this run directory started)
 #   tools/cluster.sh flink status   what runs, and the REST address
 #   tools/cluster.sh flink jar      build (once) and print the Beam job server jar
+#   tools/cluster.sh flink fetch    fetch (once) the distribution and the job server, start nothing
+#                                   (Maven runs on the host: .ci/run calls this before the tests)
 #
 # Flink's own distribution comes from PyPI (apache-flink: bin/ and conf/; apache-flink-libraries:
 # lib/ with flink-dist), Beam's Flink job server from Maven (tools/jobserver/pom.xml says why it is
@@ -99,7 +101,9 @@ write_config() {
   mkdir -p "$RUN_DIR/conf" "$RUN_DIR/log"
   cp "$FLINK_HOME"/conf/log4j*.properties "$RUN_DIR/conf/"
   # Memory for a 2-core, 24 GiB machine shared with the pipeline itself: with LOOPBACK the Python
-  # SDK workers run in the submitting process, so the JVMs only move bytes between them.
+  # SDK workers run in the submitting process, so the JVMs only move bytes between them. Network
+  # buffers: Flink's defaults (about 83 MB here, and 512 buffers per batch shuffle partition) fail
+  # a Beam stage of ExampleGen's size with "Insufficient number of network buffers".
   {
     sed -n '/^env:/,/^[a-z]/p' "$FLINK_HOME/conf/config.yaml" | sed '$d'   # the JVM's --add-opens
     cat <<EOF
@@ -110,8 +114,11 @@ jobmanager.memory.process.size: 1024m
 taskmanager.host: 127.0.0.1
 taskmanager.bind-host: 127.0.0.1
 taskmanager.numberOfTaskSlots: 1
-taskmanager.memory.process.size: 1280m
+taskmanager.memory.process.size: 1536m
 taskmanager.memory.managed.size: 128m
+taskmanager.memory.network.min: 256m
+taskmanager.memory.network.max: 256m
+taskmanager.network.sort-shuffle.min-buffers: 64
 parallelism.default: $TASKMANAGERS
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
@@ -169,5 +176,6 @@ case "${1:-} ${2:-}" in
   "flink down") flink_down ;;
   "flink status") flink_status ;;
   "flink jar") ensure_job_server; echo "$JOB_SERVER_JAR" ;;
-  *) die "usage: tools/cluster.sh flink up|down|status|jar" ;;
+  "flink fetch") ensure_flink; ensure_job_server ;;
+  *) die "usage: tools/cluster.sh flink up|down|status|jar|fetch" ;;
 esac
