@@ -20,6 +20,8 @@
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
 #   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://... [KFP_DATA_DIR=gs://...]   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
 #   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
+#   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081)
+#   make run-flink [ARGS=...]               the pipeline with its Beam components on that cluster
 
 OUTPUT_DIR ?= outputs
 DATA_DIR ?=
@@ -42,6 +44,7 @@ STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
+.PHONY: flink-up flink-down run-flink
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -108,3 +111,14 @@ lock:
 clean:   # removes the run state under OUTPUT_DIR (default ./outputs)
 	@case "$(OUTPUT_DIR)" in ""|/|.|..) echo "refusing to remove OUTPUT_DIR='$(OUTPUT_DIR)'" >&2; exit 2;; esac
 	rm -rf "$(OUTPUT_DIR)"
+
+# A real Flink session cluster on this machine (tools/cluster.sh: distribution from PyPI, Beam's job
+# server from Maven, both cached); `beam_runner.py --profile flink` runs the Beam components on it.
+flink-up:
+	bash tools/cluster.sh flink up
+
+flink-down:
+	bash tools/cluster.sh flink down
+
+run-flink:
+	$(ENV) exec python beam_runner.py --profile flink --flink-master 127.0.0.1:$${FLINK_REST_PORT:-8081} --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(ARGS)

@@ -3,13 +3,15 @@
 This runner only decides where things live and which orchestrator runs the graph; the profiles
 (direct, direct-mp, auto, flink, spark, dataflow) are pipeline/beam.py, the pipeline is
 pipeline.create_pipeline, and the checks, console, summary and report are runs.execute, as for
-`make run`. Only the direct profiles (and auto) run on this machine; the others produce complete
-option lists, checked by Beam's own parsing, which `--print-options` shows without running
-anything. On a cluster the pipeline root and data must be where the workers can read them
+`make run`. The direct profiles (and auto) run on this machine, and so does flink on a Flink
+session cluster (`make flink-up` starts one here; `--check` asks it, before anything runs, whether
+it can take the run); the others produce complete option lists, checked by Beam's own parsing,
+which `--print-options` shows without running anything. On a cluster the pipeline root and data must be where the workers can read them
 (`--pipeline-root gs://...`, `--data-dir gs://...`), and the workers need the project's code: its
 image (built from ./Dockerfile) is the worker environment.
 
     python beam_runner.py --profile direct-mp --workers 2 --output-dir /tmp/taxi [any `cli run` option]
+    python beam_runner.py --profile flink --flink-master localhost:8081 --check
     python beam_runner.py --profile dataflow --project p --region europe-west1 \\
         --temp-location gs://b/tmp --image REGISTRY/tfx-taxi:TAG --print-options
 """
@@ -20,7 +22,7 @@ from typing import Any
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
 import click
 
-from pipeline.beam import PROFILES, ProfileError, RunnerSettings, profile_args, runs_here
+from pipeline.beam import PROFILES, ProfileError, RunnerSettings, flink_preflight, profile_args, runs_here
 from runs import options as run_options
 
 
@@ -39,7 +41,8 @@ def orchestrate(pipeline) -> None:
 
     from upstream import workarounds
 
-    with workarounds.without_tfx_sdist(pipeline.beam_pipeline_args):
+    args = pipeline.beam_pipeline_args
+    with workarounds.without_tfx_sdist(args), workarounds.loopback_worker_ids_shared(args):
         BeamDagRunner().run(pipeline)
 
 
@@ -52,11 +55,13 @@ def _settings_options(command):
         click.option("--flink-master", default=None, help="flink: host:port of the Flink REST endpoint."),
         click.option("--job-endpoint", default=None, help="spark: host:port of the Beam Spark job server."),
         click.option("--environment-type", type=click.Choice(["DOCKER", "EXTERNAL", "PROCESS", "LOOPBACK"]),
-                     default="DOCKER", show_default=True, help="flink/spark: how SDK workers start."),
+                     default=None, help="flink/spark: how SDK workers start [default: LOOPBACK for a master "
+                                        "on this machine, else DOCKER]."),
         click.option("--image", default=None,
                      help="flink/spark/dataflow: the worker image (built from ./Dockerfile; "
                           "or the worker pool address with --environment-type EXTERNAL)."),
-        click.option("--parallelism", type=int, default=None, help="flink: default parallelism."),
+        click.option("--parallelism", type=int, default=None,
+                     help="flink: default parallelism [default: 2 on a local cluster, else the cluster's]."),
         click.option("--project", default=None, help="dataflow: Google Cloud project id."),
         click.option("--region", default=None, help="dataflow: region, e.g. europe-west1."),
         click.option("--temp-location", default=None, help="dataflow: gs:// path for temporary files."),
@@ -65,6 +70,9 @@ def _settings_options(command):
                      help="Where artifacts go when the workers cannot see --output-dir (e.g. gs://...)."),
         click.option("--print-options", is_flag=True, default=False,
                      help="Print the profile's Beam options and exit."),
+        click.option("--check", is_flag=True, default=False,
+                     help="flink: say whether the master answers with a Flink Beam accepts, the job server "
+                          "jar and Java are present; run nothing."),
     ])
 
 
@@ -76,7 +84,7 @@ def _settings_options(command):
 @run_options.pushgateway_option
 @run_options.run_options
 def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | None, print_options: bool,
-         **options: Any) -> None:
+         check: bool, **options: Any) -> None:
     """Run the pipeline with TFX's BeamDagRunner, the Beam-powered components on a runner profile."""
     names = {f.name for f in dataclasses.fields(RunnerSettings)}
     settings = RunnerSettings(**{k: (tuple(v) if k == "extra" else v) for k, v in options.items() if k in names})
@@ -92,6 +100,18 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     if print_options:
         click.echo(" ".join(args))
         return
+    if check or profile == "flink":
+        if profile != "flink":
+            raise click.UsageError(f"--check: profile {profile} has no cluster to check (flink has)")
+        checks = flink_preflight(settings.flink_master)
+        if check:
+            for each in checks:
+                click.echo(f"{'ok ' if each.ok else 'NO '} {each.line}")
+            raise SystemExit(0 if all(c.ok for c in checks) else 1)
+        failed = [c.line for c in checks if not c.ok]
+        if failed:  # before any component runs, naming the address
+            click.echo(f"error: profile flink cannot run: {failed[0]}", err=True)
+            raise SystemExit(1)
     if not runs_here(profile):
         raise click.UsageError(f"profile {profile} needs a cluster this machine does not have; "
                                "--print-options shows its options")

@@ -7,7 +7,8 @@ picks a profile:
     direct      DirectRunner's FnApiRunner, in_memory, one worker (small data)
     direct-mp   the same, multi_processing with --workers N (0: one per core)
     auto        direct or direct-mp chosen by input size (--beam-mode auto)
-    flink       FlinkRunner on a Flink cluster (--flink-master), workers in --image
+    flink       FlinkRunner on a Flink session cluster (--flink-master host:port, its REST address);
+                SDK workers LOOPBACK for a cluster on this machine, else in --image
     spark       PortableRunner on a Spark job server (--job-endpoint), workers in --image
     dataflow    Google Cloud Dataflow (--project, --region, --temp-location gs://...), workers in --image
 
@@ -17,6 +18,7 @@ PipelineOptionsValidator) before anything runs.
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from pipeline.config import ConfigError
@@ -71,6 +73,43 @@ class DirectBeam:
         return ["--runner=FnApiRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
 
 
+# Beam's Flink job server: which Beam and Flink, defined once, by the Maven project that fetches it
+# (tools/jobserver/pom.xml); tools/cluster.sh builds it into the cache, under this name.
+JOB_SERVER_POM = Path(__file__).resolve().parent.parent / "tools" / "jobserver" / "pom.xml"
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[local]", "[auto]")
+
+
+def _pom_property(name: str) -> str:
+    match = re.search(f"<{re.escape(name)}>([^<]+)</", JOB_SERVER_POM.read_text())
+    if not match:
+        raise ProfileError(f"{JOB_SERVER_POM}: no <{name}> property")
+    return match.group(1)
+
+
+def flink_version() -> str:
+    """The Flink minor version (1.19) Beam's job server was built for: the cluster must run it."""
+    return _pom_property("beam.flink.runner").removeprefix("beam-runners-flink-")
+
+
+def cache_dir() -> Path:
+    """The environment's cache (tools/env.sh's TFX_PIPELINE_CACHE), where the job server lies."""
+    if os.environ.get("TFX_PIPELINE_CACHE"):
+        return Path(os.environ["TFX_PIPELINE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME") or "/tmp", ".cache")
+    return Path(base) / "tfx-taxi-pipeline"
+
+
+def flink_job_server_jar() -> Path:
+    return (cache_dir() / "beam-job-server" / f"flink-{flink_version()}-{_pom_property('beam.java.version')}"
+            / "job-server.jar")
+
+
+def is_local(address: str | None) -> bool:
+    """A master on this machine: its SDK workers can be this process (LOOPBACK)."""
+    host = re.sub(r"^https?://", "", address or "").rsplit(":", 1)[0] if address not in LOCAL_HOSTS else address
+    return host in LOCAL_HOSTS or host.startswith("127.")
+
+
 class ProfileError(ValueError):
     """A profile's options are incomplete or not Beam options."""
 
@@ -109,9 +148,9 @@ PROFILES: dict[str, Profile] = {
         Profile("direct", "in-process FnApiRunner, one worker", (), runs_here=True, beam_mode="in_memory"),
         Profile("direct-mp", "FnApiRunner with N worker processes on this machine", (),
                 runs_here=True, beam_mode="multi_processing"),
-        Profile("flink", "a Flink cluster; SDK workers run the project's image",
+        Profile("flink", "a Flink session cluster; SDK workers LOOPBACK (local) or the project's image",
                 ("--runner=FlinkRunner",), ("flink_master", "environment_type", "image", "parallelism"),
-                ("flink_master", "image")),
+                ("flink_master",), runs_here=True),
         Profile("spark", "a Spark cluster through its portable job server; SDK workers run the project's image",
                 ("--runner=PortableRunner",), ("job_endpoint", "environment_type", "image"),
                 ("job_endpoint", "image")),
@@ -129,7 +168,7 @@ class RunnerSettings:
     workers: int = 0
     flink_master: str | None = None
     job_endpoint: str | None = None
-    environment_type: str = "DOCKER"
+    environment_type: str | None = None  # None: LOOPBACK for a master on this machine, else DOCKER
     image: str | None = None
     parallelism: int | None = None
     project: str | None = None
@@ -158,7 +197,19 @@ def profile_args(profile: str, settings: RunnerSettings, direct: "DirectBeam | N
         if missing:
             raise ProfileError(
                 f"profile {profile} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        master = settings.flink_master if chosen.name == "flink" else settings.job_endpoint
+        environment = settings.environment_type or ("LOOPBACK" if is_local(master) else "DOCKER")
+        settings = dataclasses.replace(settings, environment_type=environment)
+        if environment in ("DOCKER", "PROCESS", "EXTERNAL") and not settings.image and chosen.name != "dataflow":
+            raise ProfileError(f"profile {profile} needs --image with --environment-type {environment} "
+                               "(the worker image, or the worker pool address for EXTERNAL)")
         args = list(chosen.flags)
+        if chosen.name == "flink":
+            # Beam's own job server, never a download at run time: the jar tools/cluster.sh built.
+            args += [f"--flink_version={flink_version()}", f"--flink_job_server_jar={flink_job_server_jar()}"]
+            if settings.parallelism is None and is_local(master):
+                # The local cluster's two one-slot TaskManagers (tools/cluster.sh): use both.
+                settings = dataclasses.replace(settings, parallelism=2)
         for name in chosen.settings:
             value = getattr(settings, name)
             if value is not None:
@@ -196,3 +247,47 @@ def validate(args: list[str]) -> None:
 
 def runs_here(profile: str) -> bool:
     return PROFILES[profile].runs_here
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    ok: bool
+    line: str
+
+
+def flink_preflight(master: str) -> list[Check]:
+    """What a Flink run needs, one line each: the master answers, runs a Flink that Beam and the
+    job server accept, the job server jar is there, Java is there. Asks the cluster's REST API."""
+    import json
+    import shutil
+    import subprocess
+    import urllib.request
+
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    accepted = FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+
+    url = master if re.match(r"^https?://", master) else f"http://{master}"
+    wanted = flink_version()
+    checks = []
+    try:
+        with urllib.request.urlopen(f"{url}/config", timeout=5) as answer:
+            version = json.load(answer).get("flink-version", "?")
+        checks.append(Check(True, f"Flink master {url} answers: Flink {version}"))
+        minor = ".".join(version.split(".")[:2])
+        fits = minor == wanted and minor in accepted
+        checks.append(Check(fits, f"Flink {version} {'is' if fits else 'is not'} the Flink {wanted} that Beam's job "
+                                  f"server here was built for (Beam accepts {', '.join(accepted)})"))
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        checks.append(Check(False, f"Flink master {url} does not answer ({reason}); `make flink-up` starts one here"))
+    jar = flink_job_server_jar()
+    checks.append(Check(jar.is_file(), f"Beam job server jar {jar} " + (
+        "is present" if jar.is_file() else "is missing; `make flink-up` (or tools/cluster.sh flink jar) builds it")))
+    java = shutil.which("java")
+    if java:
+        version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
+        checks.append(Check(True, f"Java: {java} ({' '.join(version).strip()})"))
+    else:
+        checks.append(Check(False, "Java: no java on PATH (tools/debian.env installs one in the environment)"))
+    return checks

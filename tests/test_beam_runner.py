@@ -44,14 +44,16 @@ def test_cluster_profiles_give_complete_parseable_options():
     cloud = dataflow.view_as(GoogleCloudOptions)
     assert (cloud.project, cloud.region, cloud.temp_location) == ("my-project", "europe-west1", "gs://bucket/tmp")
     assert dataflow.view_as(WorkerOptions).sdk_container_image == "reg/tfx-taxi:1"
-    assert not any(beam.runs_here(p) for p in ("flink", "spark", "dataflow"))
+    assert beam.runs_here("flink")  # on a Flink cluster it reaches (tests/test_flink_cluster.py)
+    assert not any(beam.runs_here(p) for p in ("spark", "dataflow"))
 
 
 @pytest.mark.parametrize(
     ("profile", "settings", "message"),
     [
         ("spark", Settings(image="i"), "needs --job-endpoint"),
-        ("flink", Settings(), "needs --flink-master, --image"),
+        ("flink", Settings(), "needs --flink-master"),
+        ("flink", Settings(flink_master="flink:8081"), "needs --image with --environment-type DOCKER"),
         ("dataflow", Settings(project="my-project", region="r", temp_location="/tmp/x", image="i"), "Invalid GCS path"),
         ("dataflow", Settings(project="123", region="r", temp_location="gs://bucket/t", image="i"), "Invalid Project ID"),
         ("direct", Settings(extra=("--no_such_option=1",)), "not Beam pipeline options: --no_such_option"),

@@ -138,6 +138,56 @@ def exit_without_teardown(status: Any) -> NoReturn:
     os._exit(status)
 
 
+# --- 5. LOOPBACK workers shared by several TaskManagers ------------------------------------------
+
+WORKER_POOL = "apache_beam.runners.worker.worker_pool_main"
+
+
+def _loopback(beam_args: Sequence[str]) -> bool:
+    return any(a in ("--environment_type=LOOPBACK", "--environment_type=loopback") for a in beam_args)
+
+
+@contextlib.contextmanager
+def loopback_worker_ids_shared(beam_args: Sequence[str]) -> Iterator[bool]:
+    """While held, a LOOPBACK worker pool stops a thread worker only when one TaskManager owns its id.
+
+    With LOOPBACK the SDK workers are threads of this process, started and stopped by Beam's worker
+    pool (BeamFnExternalWorkerPoolServicer) at each TaskManager's request, by worker id. Every
+    TaskManager JVM numbers its workers alike ("1-1", ...), so with two TaskManagers the first to
+    finish its tasks stops the other's worker mid-bundle, and the job fails with "SDK harness closed
+    connection" (seen with Flink 1.19, Beam 2.77 SDK, job server 2.62). A thread worker also ends by
+    itself when its TaskManager closes the control stream (Beam's own comment in StopWorker), so a
+    stop for an id that more than one TaskManager started is left to that. Yields whether it applies.
+    """
+    if not _loopback(beam_args):
+        yield False
+        return
+    import collections
+
+    pool = importlib.import_module(WORKER_POOL).BeamFnExternalWorkerPoolServicer
+    start, stop = pool.StartWorker, pool.StopWorker
+    started: collections.Counter = collections.Counter()
+
+    def start_worker(self, request, context):
+        started[request.worker_id] += 1
+        return start(self, request, context)
+
+    def stop_worker(self, request, context):
+        if started[request.worker_id] > 1:
+            started[request.worker_id] -= 1
+            from apache_beam.portability.api import beam_fn_api_pb2
+
+            return beam_fn_api_pb2.StopWorkerResponse()
+        started.pop(request.worker_id, None)
+        return stop(self, request, context)
+
+    pool.StartWorker, pool.StopWorker = start_worker, stop_worker
+    try:
+        yield True
+    finally:
+        pool.StartWorker, pool.StopWorker = start, stop
+
+
 # --- the assumptions, checked ----------------------------------------------------------------------
 
 def check() -> list[str]:
@@ -163,6 +213,10 @@ def check() -> list[str]:
             if f"'{template}'" not in source and f'"{template}"' not in source:
                 problems.append(f"COMPONENT_RECORDS: {module} no longer logs {template!r}; "
                                 "the console's progress lines would stay empty")
+    pool = importlib.import_module(WORKER_POOL).BeamFnExternalWorkerPoolServicer
+    if "self._worker_threads.pop(\n        stop_worker_request.worker_id" not in inspect.getsource(pool.StopWorker):
+        problems.append("loopback_worker_ids_shared: Beam's worker pool no longer stops thread workers by "
+                        "worker id alone; the guard may be unneeded or wrong")
     if not callable(getattr(atexit, "_run_exitfuncs", None)):
         problems.append("exit_without_teardown: atexit._run_exitfuncs is gone")
     return problems

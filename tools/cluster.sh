@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# A real local Flink session cluster for the pipeline's `--profile flink`, and Beam's job server.
+#
+#   tools/cluster.sh flink up       a JobManager and two TaskManagers (one slot each), on 127.0.0.1
+#   tools/cluster.sh flink down     stop them (only the processes this run directory started)
+#   tools/cluster.sh flink status   what runs, and the REST address
+#   tools/cluster.sh flink jar      build (once) and print the Beam job server jar
+#   tools/cluster.sh flink fetch    fetch (once) the distribution and the job server, start nothing
+#                                   (Maven runs on the host: .ci/run calls this before the tests)
+#
+# Flink's own distribution comes from PyPI (apache-flink: bin/ and conf/; apache-flink-libraries:
+# lib/ with flink-dist), Beam's Flink job server from Maven (tools/jobserver/pom.xml says why it is
+# assembled from modules). Both are cached under the environment's cache directory, like the
+# Python environment; the JVMs run inside the project environment (tools/env.sh exec), whose Java
+# comes from tools/debian.env. Safe to call twice: `up` on a running cluster says so, `down` on a
+# stopped one too.
+#
+# Settings (environment): FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_RUN_DIR (where
+# config, logs and pid files live; default <cache>/flink-run). Tests start their own cluster with
+# their own ports and run directory.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+CACHE=${TFX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tfx-taxi-pipeline}
+POM=$REPO/tools/jobserver/pom.xml
+pom_property() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$POM" | head -n 1; }
+BEAM_JAVA_VERSION=$(pom_property beam.java.version)
+FLINK_RUNNER=$(pom_property beam.flink.runner)     # beam-runners-flink-1.19
+FLINK_MINOR=${FLINK_RUNNER#beam-runners-flink-}     # 1.19: the cluster must be this Flink
+FLINK_VERSION=$FLINK_MINOR.3                        # the newest 1.19 on PyPI
+FLINK_HOME=$CACHE/flink-$FLINK_VERSION
+JOB_SERVER_DIR=$CACHE/beam-job-server/flink-$FLINK_MINOR-$BEAM_JAVA_VERSION
+JOB_SERVER_JAR=$JOB_SERVER_DIR/job-server.jar
+REST_PORT=${FLINK_REST_PORT:-8081}
+RPC_PORT=${FLINK_RPC_PORT:-6123}
+RUN_DIR=${FLINK_RUN_DIR:-$CACHE/flink-run}
+TASKMANAGERS=2
+
+say() { printf 'cluster: %s\n' "$*" >&2; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+in_env() { bash "$REPO/tools/env.sh" exec "$@"; }
+
+# Flink's distribution, assembled from the two PyPI packages that carry it.
+ensure_flink() {
+  [ -f "$FLINK_HOME/.complete" ] && return
+  local tmp; tmp=$(mktemp -d "$CACHE/flink-download.XXXXXX")
+  say "fetching Flink $FLINK_VERSION's distribution from PyPI (once; about 230 MB)"
+  python3 -m pip download --quiet --no-deps -d "$tmp" \
+      "apache-flink==$FLINK_VERSION" --only-binary apache-flink --python-version 3.11 \
+      --platform manylinux2014_x86_64 "apache-flink-libraries==$FLINK_VERSION" --no-binary apache-flink-libraries \
+    || { rm -rf "$tmp"; die "pip could not download apache-flink/apache-flink-libraries $FLINK_VERSION"; }
+  rm -rf "$FLINK_HOME" && mkdir -p "$FLINK_HOME"
+  (cd "$tmp" && python3 -m zipfile -e apache_flink-*.whl wheel && tar xzf apache-flink-libraries-*.tar.gz)
+  cp -r "$tmp"/wheel/pyflink/bin "$tmp"/wheel/pyflink/conf "$FLINK_HOME/"
+  local deps; deps=$(echo "$tmp"/apache-flink-libraries-*/deps)
+  cp -r "$deps"/lib "$FLINK_HOME/"
+  for d in opt plugins; do [ -d "$deps/$d" ] && cp -r "$deps/$d" "$FLINK_HOME/"; done
+  cp "$deps"/bin/* "$FLINK_HOME/bin/"
+  chmod +x "$FLINK_HOME"/bin/*.sh "$FLINK_HOME"/bin/flink
+  rm -rf "$tmp"
+  touch "$FLINK_HOME/.complete"
+}
+
+# Beam's job server: its modules from Maven, and a manifest-only jar that puts them on the class path.
+ensure_job_server() {
+  [ -f "$JOB_SERVER_DIR/.complete" ] && return
+  command -v mvn >/dev/null || die "no mvn on PATH: Maven fetches Beam's job server ($FLINK_RUNNER $BEAM_JAVA_VERSION)"
+  say "fetching Beam's Flink job server ($FLINK_RUNNER $BEAM_JAVA_VERSION) with Maven (once; about 150 MB)"
+  rm -rf "$JOB_SERVER_DIR" && mkdir -p "$JOB_SERVER_DIR"
+  mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$JOB_SERVER_DIR/lib" \
+      > "$JOB_SERVER_DIR/maven.log" 2>&1 \
+    || { tail -n 20 "$JOB_SERVER_DIR/maven.log" >&2; die "Maven could not resolve $FLINK_RUNNER $BEAM_JAVA_VERSION"; }
+  python3 - "$JOB_SERVER_DIR" <<'EOF'
+import pathlib, sys, zipfile
+root = pathlib.Path(sys.argv[1])
+jars = " ".join("lib/" + p.name for p in sorted((root / "lib").glob("*.jar")))
+lines = ["Manifest-Version: 1.0", "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver",
+         "Class-Path: " + jars]
+def wrap(line):  # a manifest line holds 72 bytes; continuation lines start with a space
+    out = [line[:70]]
+    line = line[70:]
+    while line:
+        out.append(" " + line[:69]); line = line[69:]
+    return "\r\n".join(out)
+with zipfile.ZipFile(root / "job-server.jar", "w") as jar:
+    jar.writestr("META-INF/MANIFEST.MF", "\r\n".join(wrap(l) for l in lines) + "\r\n\r\n")
+EOF
+  touch "$JOB_SERVER_DIR/.complete"
+}
+
+rest_answers() { python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$REST_PORT/taskmanagers', timeout=2)" 2>/dev/null; }
+taskmanagers_up() {
+  python3 - "$REST_PORT" <<'EOF' 2>/dev/null
+import json, sys, urllib.request
+tms = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/taskmanagers", timeout=2))["taskmanagers"]
+print(len(tms))
+EOF
+}
+
+write_config() {
+  mkdir -p "$RUN_DIR/conf" "$RUN_DIR/log"
+  cp "$FLINK_HOME"/conf/log4j*.properties "$RUN_DIR/conf/"
+  # Memory for a 2-core, 24 GiB machine shared with the pipeline itself: with LOOPBACK the Python
+  # SDK workers run in the submitting process, so the JVMs only move bytes between them. Network
+  # buffers: Flink's defaults (about 83 MB here, and 512 buffers per batch shuffle partition) fail
+  # a Beam stage of ExampleGen's size with "Insufficient number of network buffers".
+  {
+    sed -n '/^env:/,/^[a-z]/p' "$FLINK_HOME/conf/config.yaml" | sed '$d'   # the JVM's --add-opens
+    cat <<EOF
+jobmanager.rpc.address: 127.0.0.1
+jobmanager.rpc.port: $RPC_PORT
+jobmanager.bind-host: 127.0.0.1
+jobmanager.memory.process.size: 1024m
+taskmanager.host: 127.0.0.1
+taskmanager.bind-host: 127.0.0.1
+taskmanager.numberOfTaskSlots: 1
+taskmanager.memory.process.size: 1536m
+taskmanager.memory.managed.size: 128m
+taskmanager.memory.network.min: 256m
+taskmanager.memory.network.max: 256m
+taskmanager.network.sort-shuffle.min-buffers: 64
+parallelism.default: $TASKMANAGERS
+rest.address: 127.0.0.1
+rest.bind-address: 127.0.0.1
+rest.port: $REST_PORT
+blob.server.port: 0
+io.tmp.dirs: $RUN_DIR/tmp
+EOF
+  } > "$RUN_DIR/conf/config.yaml"
+  mkdir -p "$RUN_DIR/tmp"
+}
+
+flink_env() {
+  in_env env FLINK_CONF_DIR="$RUN_DIR/conf" FLINK_LOG_DIR="$RUN_DIR/log" FLINK_PID_DIR="$RUN_DIR" \
+    FLINK_IDENT_STRING=tfx-taxi "$@"
+}
+
+flink_up() {
+  if rest_answers; then say "Flink already answers on 127.0.0.1:$REST_PORT ($(taskmanagers_up) TaskManagers)"; return; fi
+  ensure_flink
+  ensure_job_server
+  write_config
+  flink_env "$FLINK_HOME/bin/jobmanager.sh" start > /dev/null
+  local i
+  for i in $(seq "$TASKMANAGERS"); do flink_env "$FLINK_HOME/bin/taskmanager.sh" start > /dev/null; done
+  for i in $(seq 90); do
+    [ "$(taskmanagers_up || echo 0)" = "$TASKMANAGERS" ] && {
+      say "Flink $FLINK_VERSION up: REST http://127.0.0.1:$REST_PORT, $TASKMANAGERS TaskManagers (logs: $RUN_DIR/log)"
+      say "job server jar: $JOB_SERVER_JAR"
+      return; }
+    sleep 1
+  done
+  tail -n 20 "$RUN_DIR"/log/*standalonesession*.log >&2 || true
+  flink_down
+  die "Flink did not come up with $TASKMANAGERS TaskManagers on 127.0.0.1:$REST_PORT within 90 s (logs: $RUN_DIR/log)"
+}
+
+flink_down() {
+  local stopped=0 kind
+  for kind in taskexecutor standalonesession; do
+    local pidfile="$RUN_DIR/flink-tfx-taxi-$kind.pid"
+    [ -s "$pidfile" ] || continue
+    flink_env "$FLINK_HOME/bin/flink-daemon.sh" stop-all "$kind" > /dev/null 2>&1 || true
+    stopped=1
+  done
+  if [ "$stopped" = 1 ]; then say "Flink stopped (run directory $RUN_DIR)"; else say "no Flink running from $RUN_DIR"; fi
+}
+
+flink_status() {
+  if rest_answers; then echo "Flink: REST http://127.0.0.1:$REST_PORT answers, $(taskmanagers_up) TaskManagers"
+  else echo "Flink: nothing answers on 127.0.0.1:$REST_PORT"; return 1; fi
+}
+
+case "${1:-} ${2:-}" in
+  "flink up") flink_up ;;
+  "flink down") flink_down ;;
+  "flink status") flink_status ;;
+  "flink jar") ensure_job_server; echo "$JOB_SERVER_JAR" ;;
+  "flink fetch") ensure_flink; ensure_job_server ;;
+  *) die "usage: tools/cluster.sh flink up|down|status|jar|fetch" ;;
+esac
