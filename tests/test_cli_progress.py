@@ -83,6 +83,7 @@ def test_the_summary_says_what_happened_and_where_everything_is(two_runs, retrai
         for field in ("Eval metrics: auc=", "Pushed model:  ", "TFLite model:  ", "Report:        ",
                       "MLMD store:    ", "TensorBoard:   ", "Logs:          "):
             assert field in result.stdout, field
+    assert "Trained by:    1 replica in sync, 1 process (mirrored strategy); global batch 64" in first.stdout
     report = next(line for line in third.stdout.splitlines() if line.startswith("Report:")).split()[1]
     assert report.startswith(str(output_dir / "reports")) and report.endswith("report.html")
 

@@ -103,7 +103,7 @@ DOCUMENTED_OPTIONS = {
     "--output-dir": "outputs", "--data-dir": None,
     "--train-steps": "1000", "--eval-steps": "5", "--train-batch-size": "512", "--eval-batch-size": "1024",
     "--learning-rate": "0.002", "--hidden-units": "32,16", "--embedding-dim": "4", "--seed": "42",
-    "--distribution-strategy": "mirrored", "--mixed-precision": None,
+    "--distribution-strategy": "mirrored", "--replicas": "1", "--workers": "1", "--mixed-precision": None,
     "--min-auc": "0.85", "--min-binary-accuracy": "0.8", "--max-auc-drop": "0.01",
     "--max-drift": "0.5", "--warn-only-anomalies": None, "--allow-non-finite": None,
     "--tflite-quantization": "dynamic", "--tflite-min-agreement": "0.99",
