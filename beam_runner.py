@@ -10,7 +10,7 @@ which `--print-options` shows without running anything. On a cluster the pipelin
 (`--pipeline-root gs://...`, `--data-dir gs://...`), and the workers need the project's code: its
 image (built from ./Dockerfile) is the worker environment.
 
-    python beam_runner.py --profile direct-mp --workers 2 --output-dir /tmp/taxi [any `cli run` option]
+    python beam_runner.py --profile direct-mp --beam-workers 2 --output-dir /tmp/taxi [any `cli run` option]
     python beam_runner.py --profile flink --flink-master localhost:8081 --check
     python beam_runner.py --profile dataflow --project p --region europe-west1 \\
         --temp-location gs://b/tmp --image REGISTRY/tfx-taxi:TAG --print-options
@@ -50,8 +50,6 @@ def _settings_options(command):
     return run_options.apply_options(command, [
         click.option("--profile", type=click.Choice(list(PROFILES)), default="auto", show_default=True,
                      help="Where the Beam-powered components run."),
-        click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="direct-mp: worker processes (0: one per core)."),
         click.option("--flink-master", default=None, help="flink: host:port of the Flink REST endpoint."),
         click.option("--job-endpoint", default=None, help="spark: host:port of the Beam Spark job server."),
         click.option("--environment-type", type=click.Choice(["DOCKER", "EXTERNAL", "PROCESS", "LOOPBACK"]),

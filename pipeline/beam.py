@@ -5,7 +5,7 @@ The Beam-powered components (ExampleGen, StatisticsGen, Transform, Evaluator) ta
 picks a profile:
 
     direct      DirectRunner's FnApiRunner, in_memory, one worker (small data)
-    direct-mp   the same, multi_processing with --workers N (0: one per core)
+    direct-mp   the same, multi_processing with --beam-workers N (0: one per core)
     auto        direct or direct-mp chosen by input size (--beam-mode auto)
     flink       FlinkRunner on a Flink session cluster (--flink-master host:port, its REST address);
                 SDK workers LOOPBACK for a cluster on this machine, else in --image
@@ -165,7 +165,6 @@ PROFILES: dict[str, Profile] = {
 class RunnerSettings:
     """The values a profile's settings are filled from (command-line flags)."""
 
-    workers: int = 0
     flink_master: str | None = None
     job_endpoint: str | None = None
     environment_type: str | None = None  # None: LOOPBACK for a master on this machine, else DOCKER
@@ -190,7 +189,8 @@ def profile_args(profile: str, settings: RunnerSettings, direct: "DirectBeam | N
     if chosen.beam_mode == "auto":
         args = (direct or DirectBeam()).args(data)
     elif chosen.beam_mode:
-        workers = settings.workers if chosen.beam_mode == "multi_processing" else 0
+        # --beam-workers (the run options' DirectBeam); --workers is the Trainer's.
+        workers = direct.workers if direct is not None and chosen.beam_mode == "multi_processing" else 0
         args = DirectBeam(chosen.beam_mode, workers).args(data)
     else:
         missing = [name for name in chosen.required if getattr(settings, name) in (None, "")]

@@ -17,15 +17,15 @@ from tests.conftest import REPO, SMALL_RUN, latest_summary
 Settings = beam.RunnerSettings
 
 
-def options(profile, settings=Settings()):
-    return PipelineOptions(beam.profile_args(profile, settings))
+def options(profile, settings=Settings(), direct=None):
+    return PipelineOptions(beam.profile_args(profile, settings, direct))
 
 
 def test_direct_profiles_run_the_fnapi_runner_in_memory_or_on_n_processes():
     direct = options("direct")
     assert direct.view_as(StandardOptions).runner == "FnApiRunner"  # never Prism (a download)
     assert direct.view_as(DirectOptions).direct_running_mode == "in_memory"
-    mp = options("direct-mp", Settings(workers=3)).view_as(DirectOptions)
+    mp = options("direct-mp", direct=beam.DirectBeam("auto", 3)).view_as(DirectOptions)  # --beam-workers 3
     assert (mp.direct_running_mode, mp.direct_num_workers) == ("multi_processing", 3)
     assert options("direct-mp").view_as(DirectOptions).direct_num_workers >= 1  # 0: one per core
 
@@ -89,7 +89,7 @@ def test_the_profile_reaches_the_pipeline(tmp_path):
     from pipeline.locations import OutputDir
     from pipeline.pipeline import create_pipeline
 
-    args = beam.profile_args("direct-mp", Settings(workers=2))
+    args = beam.profile_args("direct-mp", Settings(), beam.DirectBeam("auto", 2))
     where = beam_runner.locations(OutputDir(tmp_path), str(tmp_path), args, None)
     assert create_pipeline(PipelineConfig(), where).beam_pipeline_args == args
     remote = beam_runner.locations(OutputDir(tmp_path), "gs://b/data", args, "gs://b/root")
