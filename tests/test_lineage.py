@@ -105,7 +105,7 @@ def test_runs_lists_each_run_with_node_states(store, two_runs, retrained_run):
     code, text = lineage("runs", "--mlmd-sqlite", store)
     assert code == 0
     line = {run_id: next(row.rstrip() for row in text.splitlines() if row.startswith(run_id)) for run_id in states}
-    assert line[first.run_id].endswith("COMPLETE 12") and line[second.run_id].endswith("CACHED 10, COMPLETE 2")
+    assert line[first.run_id].endswith("COMPLETE 13") and line[second.run_id].endswith("CACHED 11, COMPLETE 2")
 
 
 def test_a_pushed_model_traces_back_to_the_raw_examples_schema_and_code(store, two_runs, retrained_run):

@@ -289,8 +289,8 @@ def test_a_server_gone_mid_run_fails_in_one_line_and_the_rerun_resumes_from_the_
     assert re.search(r"^Note: execution \d+ \(Trainer\) of an interrupted run: marked CANCELED$", rerun.stdout, re.M), \
         rerun.stdout[:3000]
     for node in ("CsvExampleGen", "StatisticsGen", "Transform"):
-        assert re.search(rf"^\[\s*\d+/12\] {node} +cached ", rerun.stdout, re.M), (node, rerun.stdout[-3000:])
-    assert re.search(r"^\[\s*\d+/12\] Trainer +done ", rerun.stdout, re.M), rerun.stdout[-3000:]
+        assert re.search(rf"^\[\s*\d+/13\] {node} +cached ", rerun.stdout, re.M), (node, rerun.stdout[-3000:])
+    assert re.search(r"^\[\s*\d+/13\] Trainer +done ", rerun.stdout, re.M), rerun.stdout[-3000:]
 
 
 @pytest.mark.e2e

@@ -88,7 +88,7 @@ def test_verbose_puts_the_log_lines_on_the_console_too(first):
     # Lines a quiet run sends only to its log file: Python logging, and Keras's fit() printing.
     assert "Component Trainer is finished" in console, console[-3000:]
     assert "Epoch 1/" in console
-    assert re.search(r"^\[\s*\d+/12\] Trainer +done ", result.stdout, re.M)  # the progress lines as well
+    assert re.search(r"^\[\s*\d+/13\] Trainer +done ", result.stdout, re.M)  # the progress lines as well
     [log_file] = [line.split(None, 1)[1] for line in summary_lines(result.stdout) if line.startswith("Logs:")]
     assert Path(log_file).parent == output_dir / "logs"
     assert "Component Trainer is finished" in Path(log_file).read_text()  # and the log file still gets them
