@@ -151,9 +151,10 @@ def _model(m: _Metrics, run: RunInfo, history: Callable[[], list[RunInfo]] | Non
         if "load_seconds" in props:
             m.set("tfx_serving_check_load_seconds", "Seconds the serving process took to load the model.",
                   props["load_seconds"])
-            for quantile, key in (("0.5", "latency_p50_ms"), ("0.99", "latency_p99_ms")):
+            # `percentile`, not `quantile`: Prometheus reserves that label for summaries.
+            for percentile, key in (("50", "latency_p50_ms"), ("99", "latency_p99_ms")):
                 m.set("tfx_serving_check_latency_seconds", "Single-example request latency in the serving check.",
-                      props[key] / 1000, quantile=quantile)
+                      props[key] / 1000, percentile=percentile)
 
 
 def runs_since_blessed(runs: list[RunInfo]) -> int:

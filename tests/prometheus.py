@@ -109,7 +109,10 @@ def servers(root: Path, rule_files: list[Path]) -> Iterator[Servers]:
     started = []
     try:
         started.append(_start(
-            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"],
+            # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, so a
+            # new gateway would start with an earlier test run's groups: keep it in the temp dir.
+            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}",
+             f"--persistence.file={root / 'pushgateway.data'}"],
             root / "pushgateway.log", f"{gateway}/-/ready"))
         started.append(_start(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={root / 'tsdb'}",

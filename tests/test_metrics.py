@@ -146,8 +146,8 @@ def test_a_good_run_is_in_prometheus(servers, good_run):
     serving = run.output("ServingCheck", "blessing").properties
     assert values(servers, "tfx_serving_check_passed") == {(): 1.0}
     latency = values(servers, "tfx_serving_check_latency_seconds")
-    assert latency == {("0.5",): pytest.approx(serving["latency_p50_ms"] / 1000),
-                       ("0.99",): pytest.approx(serving["latency_p99_ms"] / 1000)}
+    assert latency == {("50",): pytest.approx(serving["latency_p50_ms"] / 1000),
+                       ("99",): pytest.approx(serving["latency_p99_ms"] / 1000)}
     assert firing(servers) == {}
 
     # The same metrics for node_exporter's textfile collector, in a format promtool accepts.

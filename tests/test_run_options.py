@@ -152,7 +152,7 @@ def test_a_tflite_model_below_the_parity_gate_fails_the_run_and_ships_nothing(fi
     # MLMD says why nothing was published: on the failed execution and on the run.
     store = mlmd.MetadataStore(local_locations(output_dir).metadata.connection_config())
     [failed] = [e for e in store.get_executions_by_context(run.context_id) if e.last_known_state == e.FAILED]
-    assert failed.custom_properties["failure"].string_value.startswith("failed in TFLiteExport: TFLite (int8) agrees")
+    assert failed.custom_properties["failure"].string_value.startswith("failed in TFLiteExport: ParityError: TFLite (int8) agrees")
     [context] = store.get_contexts_by_id([run.context_id])
     assert context.custom_properties["failure"].string_value.endswith("; nothing was published")
 
