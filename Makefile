@@ -49,12 +49,18 @@ PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
 
+# FLINK: Flink's distribution and Beam's job server for the Flink tests, fetched once (Maven and pip
+# run on this machine; tools/cluster.sh installs them as root where they are missing).
+FLINK = bash tools/cluster.sh flink fetch
+
 test:
 	$(ENV) selftest
+	$(FLINK)
 	$(ENV) exec python -m pytest $(ARGS)
 
 test-slow:
 	$(ENV) selftest
+	$(FLINK)
 	$(ENV) exec python -m pytest -m "slow or not slow" $(ARGS)
 
 # $(value CMD): the command exactly as given ($VARS and quotes intact), single-quoted for bash.

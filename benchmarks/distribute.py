@@ -18,11 +18,11 @@ import click
 from tabulate import tabulate
 
 from benchmarks.pipeline import loadavg
+from benchmarks import latest_outputs
 from models import distributed
 from models.hyperparameters import Hyperparameters
 from pipeline.config import PipelineConfig
-from pipeline.locations import DEFAULT_OUTPUT_DIR, OutputDir
-from runs.execute import latest_run
+from pipeline.locations import DEFAULT_OUTPUT_DIR
 from upstream import formats
 
 
@@ -33,13 +33,7 @@ from upstream import formats
 @click.option("--steps", type=int, default=300, show_default=True, help="Training steps per setting.")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None, help="Also write the figures here.")
 def main(output_dir: Path, count: int, steps: int, json_out: Path | None) -> None:
-    output = OutputDir(output_dir)
-    if not output.metadata_path.is_file():
-        raise click.ClickException(f"no MLMD store at {output.metadata_path}: run `make run OUTPUT_DIR={output_dir}` first")
-    run = latest_run(output, PipelineConfig().pipeline_name)
-    examples, graph = run.output("Transform", "transformed_examples"), run.output("Transform", "transform_graph")
-    if examples is None or graph is None:
-        raise click.ClickException(f"run {run.run_id} has no Transform output; run `make run` to completion first")
+    run, examples, graph = latest_outputs(output_dir, ("Transform", "transformed_examples"), ("Transform", "transform_graph"))
     base = PipelineConfig().hyperparameters.to_dict()
     settings = {
         "1 replica": Hyperparameters(**base),

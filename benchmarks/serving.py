@@ -17,11 +17,11 @@ import click
 from tabulate import tabulate
 from tfx.utils import path_utils
 
+from benchmarks import latest_outputs
 from components.serving_check import check
 from components.serving_check.options import DEFAULT_LOAD_TIMEOUT, DEFAULT_REQUESTS, WARMUP_FILE
 from pipeline.config import PipelineConfig
-from pipeline.locations import DEFAULT_OUTPUT_DIR, OutputDir
-from runs.execute import latest_run
+from pipeline.locations import DEFAULT_OUTPUT_DIR
 from upstream import formats
 
 
@@ -30,13 +30,7 @@ from upstream import formats
               help="OUTPUT_DIR of a finished `make run`.")
 @click.option("--repeat", type=int, default=3, show_default=True)
 def main(output_dir: Path, repeat: int) -> None:
-    output = OutputDir(output_dir)
-    if not output.metadata_path.is_file():
-        raise click.ClickException(f"no MLMD store at {output.metadata_path}: run `make run OUTPUT_DIR={output_dir}` first")
-    run = latest_run(output, PipelineConfig().pipeline_name)
-    model, examples = run.output("Trainer", "model"), run.output("CsvExampleGen", "examples")
-    if model is None or examples is None:
-        raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
+    _, model, examples = latest_outputs(output_dir, ("Trainer", "model"), ("CsvExampleGen", "examples"))
     model_dir = path_utils.serving_model_path(model.uri)
     eval_examples = formats.read_examples(formats.examples_pattern(examples.uri, "eval"), DEFAULT_REQUESTS)
     requests = check.predict_requests(eval_examples, PipelineConfig().model_name)

@@ -15,11 +15,10 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from benchmarks import latest_outputs
 from components.tflite_export import export
 from components.tflite_export.options import DEFAULT_MIN_AGREEMENT, QUANTIZATION_MODES
-from pipeline.config import PipelineConfig
-from pipeline.locations import DEFAULT_OUTPUT_DIR, OutputDir
-from runs.execute import latest_run
+from pipeline.locations import DEFAULT_OUTPUT_DIR
 from tfx.utils import path_utils
 from upstream import formats
 
@@ -31,13 +30,7 @@ GOALS = {"size_ratio": 3.5, "agreement": DEFAULT_MIN_AGREEMENT, "latency_ratio":
               help="OUTPUT_DIR of a finished `make run`.")
 @click.option("--parity-examples", type=int, default=5000, show_default=True)
 def main(output_dir: Path, parity_examples: int) -> None:
-    output = OutputDir(output_dir)
-    if not output.metadata_path.is_file():
-        raise click.ClickException(f"no MLMD store at {output.metadata_path}: run `make run OUTPUT_DIR={output_dir}` first")
-    run = latest_run(output, PipelineConfig().pipeline_name)
-    model, examples = run.output("Trainer", "model"), run.output("CsvExampleGen", "examples")
-    if model is None or examples is None:
-        raise click.ClickException(f"run {run.run_id} has no trained model; run `make run` to completion first")
+    _, model, examples = latest_outputs(output_dir, ("Trainer", "model"), ("CsvExampleGen", "examples"))
     saved_model = path_utils.serving_model_path(model.uri)  # this project's runs: TFX 1.21 layout
     train = formats.read_examples(formats.examples_pattern(examples.uri, "train"), 200)
     evaluation = formats.read_examples(formats.examples_pattern(examples.uri, "eval"), parity_examples)

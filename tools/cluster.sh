@@ -40,9 +40,25 @@ say() { printf 'cluster: %s\n' "$*" >&2; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 in_env() { bash "$REPO/tools/env.sh" exec "$@"; }
 
+# What the fetch runs on this machine: Maven (with its JDK) and pip. A new Debian machine may have
+# neither: as root they come from its packages, as tools/env.sh gets debootstrap.
+host_tools() {
+  local missing=()
+  command -v mvn >/dev/null || missing+=(maven)
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+  [ ${#missing[@]} -eq 0 ] && return
+  [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null \
+    || die "${missing[*]} missing, and only root with apt-get can install them here: install them, then run this again"
+  say "installing ${missing[*]} (apt-get)"
+  apt-get update -qq || die "apt-get update failed: ${missing[*]} cannot be installed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
 # Flink's distribution, assembled from the two PyPI packages that carry it.
 ensure_flink() {
   [ -f "$FLINK_HOME/.complete" ] && return
+  host_tools
   local tmp; tmp=$(mktemp -d "$CACHE/flink-download.XXXXXX")
   say "fetching Flink $FLINK_VERSION's distribution from PyPI (once; about 230 MB)"
   python3 -m pip download --quiet --no-deps -d "$tmp" \
@@ -64,7 +80,7 @@ ensure_flink() {
 # Beam's job server: its modules from Maven, and a manifest-only jar that puts them on the class path.
 ensure_job_server() {
   [ -f "$JOB_SERVER_DIR/.complete" ] && return
-  command -v mvn >/dev/null || die "no mvn on PATH: Maven fetches Beam's job server ($FLINK_RUNNER $BEAM_JAVA_VERSION)"
+  host_tools
   say "fetching Beam's Flink job server ($FLINK_RUNNER $BEAM_JAVA_VERSION) with Maven (once; about 150 MB)"
   rm -rf "$JOB_SERVER_DIR" && mkdir -p "$JOB_SERVER_DIR"
   mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$JOB_SERVER_DIR/lib" \
