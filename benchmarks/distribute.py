@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from benchmarks.pipeline import loadavg
 from benchmarks import latest_outputs
+from benchmarks.pipeline import loadavg
 from models import distributed
 from models.hyperparameters import Hyperparameters
 from pipeline.config import PipelineConfig

@@ -134,9 +134,13 @@ def draw_pictures(report: RunReport) -> dict[str, bytes]:
 # --- text shared by the console summary and the report files ------------------------------------
 
 
+def _pushed(report_or_artifact: Any) -> ArtifactInfo | None:
+    return report_or_artifact.pushed if isinstance(report_or_artifact, RunReport) else report_or_artifact
+
+
 def pushed_destination(report_or_artifact: Any, key: str = "pushed_destination") -> str | None:
     """Where the Pusher published the SavedModel (or, with key=TFLITE_DESTINATION, its twin)."""
-    pushed = report_or_artifact.pushed if isinstance(report_or_artifact, RunReport) else report_or_artifact
+    pushed = _pushed(report_or_artifact)
     if pushed is not None and pushed.properties.get("pushed") == 1 and pushed.properties.get(key):
         return str(pushed.properties[key])
     return None
@@ -150,14 +154,14 @@ def serving_check_line(props: dict) -> str:
     """ServingCheck's verdict and figures in one line (summary and report)."""
     reason = props.get(serving_options.REASON, "see the log")
     if props.get("blessed") != 1:
-        return reason if reason.startswith("not checked") else f"failed: {reason}"
+        return reason if reason.startswith(serving_options.NOT_CHECKED) else f"failed: {reason}"
     return (f"passed: {props['requests']} TF Serving requests from a fresh process without this project's code "
             f"(load {props['load_seconds']:.1f} s, latency p50 {props['latency_p50_ms']:.1f} ms, "
             f"p99 {props['latency_p99_ms']:.1f} ms, peak RSS {props['peak_rss_mb']:.0f} MB)")
 
 
 def not_pushed_reason(report_or_artifact: Any) -> str | None:
-    pushed = report_or_artifact.pushed if isinstance(report_or_artifact, RunReport) else report_or_artifact
+    pushed = _pushed(report_or_artifact)
     return None if pushed is None else pushed.properties.get(pusher_options.NOT_PUSHED_REASON)
 
 

@@ -97,8 +97,9 @@ def _run(config: PipelineConfig, output: OutputDir, locations: Locations, orches
                 logging.exception("The run failed")
                 failed = captured.progress.fail()
                 node, message = (failed.node_id if failed else None), first_error_line(error)
-                _record_failure(config, locations, node, message)
-                warnings += _export_metrics(config, output, locations, None, started, pushgateway)
+                run = _this_run(config, locations, started)
+                _record_failure(locations, run, node, message)
+                warnings += _export_metrics(config, output, locations, run, started, pushgateway)
                 raise RunFailed(node, message, log_file) from error
             finished = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
             failed = [e.node_id for e in finished.executions if e.state == "FAILED"]
@@ -109,7 +110,7 @@ def _run(config: PipelineConfig, output: OutputDir, locations: Locations, orches
                 # outputs: the run must not end as if it had succeeded.
                 logging.error("Executions recorded FAILED: %s", ", ".join(failed))
                 message = f"its execution is recorded FAILED in MLMD (see the log; failed: {', '.join(failed)})"
-                _record_failure(config, locations, failed[0], message)
+                _record_failure(locations, finished, failed[0], message)
                 raise RunFailed(failed[0], message, log_file)
             if report:
                 try:
@@ -121,13 +122,23 @@ def _run(config: PipelineConfig, output: OutputDir, locations: Locations, orches
     return finished
 
 
-def _record_failure(config: PipelineConfig, locations: Locations, node: str | None, message: str) -> None:
-    """Says in MLMD why this run failed (best effort: the run's own error is what the user gets)."""
+def _this_run(config: PipelineConfig, locations: Locations, started: float) -> RunInfo | None:
+    """This invocation's run, read back from MLMD after it failed; None when it recorded nothing
+    (the newest run is then an earlier one) or the store cannot be read."""
     try:
-        run = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
-        failed = [e.id for e in run.executions if e.state == "FAILED" and (node is None or e.node_id == node)]
-        if not failed:  # nothing of this run recorded FAILED: the newest run may be an earlier one
-            return
+        found = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
+    except Exception:  # no store, or no run of this pipeline in it yet
+        logging.exception("Reading the failed run back from MLMD failed")
+        return None
+    return found if found.start is not None and found.start.timestamp() >= started - 1 else None
+
+
+def _record_failure(locations: Locations, run: RunInfo | None, node: str | None, message: str) -> None:
+    """Says in MLMD why this run failed (best effort: the run's own error is what the user gets)."""
+    failed = [e.id for e in run.executions if e.state == "FAILED" and (node is None or e.node_id == node)] if run else []
+    if not failed:
+        return
+    try:
         state.record_failure(locations.metadata, run.context_id, failed,
                              f"failed in {node}: {message}" if node else message)
     except Exception:
@@ -136,16 +147,13 @@ def _record_failure(config: PipelineConfig, locations: Locations, node: str | No
 
 def _export_metrics(config: PipelineConfig, output: OutputDir, locations: Locations, finished: RunInfo | None,
                     started: float, pushgateway: str | None) -> list[str]:
-    """runs.metrics.export for this run (`finished`: None when it failed: then read from MLMD, if
-    it recorded anything since `started`); the warning lines, also logged."""
+    """runs.metrics.export for this run (`finished`: None when it recorded nothing); the warning
+    lines, also logged."""
     lineage = None
     try:
         lineage = Lineage(open_store(store_address(locations.metadata)))
-        if finished is None:
-            found = latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
-            finished = found if found.start is not None and found.start.timestamp() >= started - 1 else None
-    except Exception:  # no store, or no run of this pipeline in it yet
-        logging.exception("Reading the run back for its metrics failed")
+    except Exception:  # no store yet
+        logging.exception("Opening the store for the run's metrics failed")
     succeeded = finished is not None and finished.state == "COMPLETE"
     warnings = metrics.export(config, output, finished, succeeded, time.time() - started, pushgateway, lineage)
     for line in warnings:

@@ -17,6 +17,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from components.data_gate import gate
+from components.serving_check import options as serving_options
 from lineage.query import Lineage, RunInfo
 from pipeline.config import PipelineConfig
 from pipeline.locations import OutputDir
@@ -144,7 +145,7 @@ def _model(m: _Metrics, run: RunInfo, history: Callable[[], list[RunInfo]] | Non
 
 
     _, serving = report_build.find_output(run, "InfraBlessing")
-    if serving is not None and serving.properties.get("reason", "").startswith("not checked") is False:
+    if serving is not None and not serving.properties.get(serving_options.REASON, "").startswith(serving_options.NOT_CHECKED):
         props = serving.properties
         m.set("tfx_serving_check_passed", "1 if a fresh process without the project's code served the model "
               "as it answers in process (ServingCheck).", int(props.get("blessed") == 1))

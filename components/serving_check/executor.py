@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.serving_check import check
-from components.serving_check.options import REASON, WARMUP_FILE
+from components.serving_check.options import NOT_CHECKED, REASON, WARMUP_FILE
 from upstream import formats
 
 # TFX InfraValidator's marker files, so TFX's own readers of an InfraBlessing understand this one.
@@ -30,7 +30,7 @@ class Executor(base_executor.BaseExecutor):
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         evaluator = input_dict.get("model_blessing")
         if evaluator and not model_utils.is_model_blessed(artifact_utils.get_single_instance(evaluator)):
-            return _verdict(blessing, False, "not checked: the Evaluator did not bless the model")
+            return _verdict(blessing, False, f"{NOT_CHECKED}: the Evaluator did not bless the model")
         model = artifact_utils.get_single_instance(input_dict["model"])
         model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         examples = formats.read_examples(

@@ -6,3 +6,4 @@ WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving's name, under the Saved
 # InfraBlessing custom properties besides TFX's `blessed`.
 MEASURES = ("load_seconds", "latency_p50_ms", "latency_p99_ms", "peak_rss_mb", "requests")
 REASON = "reason"
+NOT_CHECKED = "not checked"  # how the reason of a model left unchecked (not blessed by the Evaluator) starts
