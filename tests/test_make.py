@@ -24,7 +24,9 @@ from tests.conftest import REPO, SMALL_RUN, latest_summary
 
 # What an outer make (`make test ARGS=...`) passes down: its command-line variables would become
 # this make's too (an ARGS meant for pytest reaching `make tensorboard`, say).
-OUTER_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
+# What an outer make (`make test ARGS=...`) puts in the tests' environment: its own flags, and the
+# variables given on its command line, which make exports to its recipes' environment.
+OUTER_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR", "ARGS", "CMD")
 
 
 def make_env(**extra: str) -> dict[str, str]:
