@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real local Flink session cluster for the pipeline's `--profile flink`, and Beam's job server.
+# Real local Flink and Spark clusters for the pipeline's `--profile flink|spark`, and Beam's job servers.
 #
 #   tools/cluster.sh flink up       a JobManager and two TaskManagers (one slot each), on 127.0.0.1
 #   tools/cluster.sh flink down     stop them (only the processes this run directory started)
@@ -7,6 +7,9 @@
 #   tools/cluster.sh flink jar      build (once) and print the Beam job server jar
 #   tools/cluster.sh flink fetch    fetch (once) the distribution and the job server, start nothing
 #                                   (Maven runs on the host: .ci/run calls this before the tests)
+#   tools/cluster.sh spark up|down|status|jar|fetch
+#                                   the same for a Spark standalone master and two workers (one
+#                                   core each) on 127.0.0.1
 #
 # Flink's own distribution comes from PyPI (apache-flink: bin/ and conf/; apache-flink-libraries:
 # lib/ with flink-dist), Beam's Flink job server from Maven (tools/jobserver/pom.xml says why it is
@@ -15,9 +18,14 @@
 # comes from tools/debian.env. Safe to call twice: `up` on a running cluster says so, `down` on a
 # stopped one too.
 #
+# Spark's distribution is PyPI's pyspark sdist (bin/, sbin/, jars/: all of Spark), Beam's Spark job
+# server the Maven modules of tools/jobserver/spark/pom.xml plus that same distribution's jars, so
+# the job server's Spark client is the cluster's Spark.
+#
 # Settings (environment): FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_RUN_DIR (where
-# config, logs and pid files live; default <cache>/flink-run). Tests start their own cluster with
-# their own ports and run directory.
+# config, logs and pid files live; default <cache>/flink-run); SPARK_MASTER_PORT (7077),
+# SPARK_MASTER_WEBUI_PORT (8080), SPARK_RUN_DIR (default <cache>/spark-run). Tests start their own
+# clusters with their own ports and run directories.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -31,6 +39,15 @@ FLINK_VERSION=$FLINK_MINOR.3                        # the newest 1.19 on PyPI
 FLINK_HOME=$CACHE/flink-$FLINK_VERSION
 JOB_SERVER_DIR=$CACHE/beam-job-server/flink-$FLINK_MINOR-$BEAM_JAVA_VERSION
 JOB_SERVER_JAR=$JOB_SERVER_DIR/job-server.jar
+SPARK_POM=$REPO/tools/jobserver/spark/pom.xml
+SPARK_VERSION=$(sed -n 's:.*<spark.version>\(.*\)</spark.version>.*:\1:p' "$SPARK_POM" | head -n 1)
+SPARK_HOME_DIR=$CACHE/spark-$SPARK_VERSION
+SPARK_JOB_SERVER_DIR=$CACHE/beam-job-server/spark-$SPARK_VERSION-$BEAM_JAVA_VERSION
+SPARK_JOB_SERVER_JAR=$SPARK_JOB_SERVER_DIR/job-server.jar
+SPARK_PORT=${SPARK_MASTER_PORT:-7077}
+SPARK_UI_PORT=${SPARK_MASTER_WEBUI_PORT:-8080}
+SPARK_RUN=${SPARK_RUN_DIR:-$CACHE/spark-run}
+SPARK_WORKERS=2
 REST_PORT=${FLINK_REST_PORT:-8081}
 RPC_PORT=${FLINK_RPC_PORT:-6123}
 RUN_DIR=${FLINK_RUN_DIR:-$CACHE/flink-run}
@@ -77,21 +94,24 @@ ensure_flink() {
   touch "$FLINK_HOME/.complete"
 }
 
-# Beam's job server: its modules from Maven, and a manifest-only jar that puts them on the class path.
-ensure_job_server() {
-  [ -f "$JOB_SERVER_DIR/.complete" ] && return
-  host_tools
-  say "fetching Beam's Flink job server ($FLINK_RUNNER $BEAM_JAVA_VERSION) with Maven (once; about 150 MB)"
-  rm -rf "$JOB_SERVER_DIR" && mkdir -p "$JOB_SERVER_DIR"
-  mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$JOB_SERVER_DIR/lib" \
-      > "$JOB_SERVER_DIR/maven.log" 2>&1 \
-    || { tail -n 20 "$JOB_SERVER_DIR/maven.log" >&2; die "Maven could not resolve $FLINK_RUNNER $BEAM_JAVA_VERSION"; }
-  python3 - "$JOB_SERVER_DIR" <<'EOF'
-import pathlib, sys, zipfile
-root = pathlib.Path(sys.argv[1])
-jars = " ".join("lib/" + p.name for p in sorted((root / "lib").glob("*.jar")))
-lines = ["Manifest-Version: 1.0", "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver",
-         "Class-Path: " + jars]
+# A manifest-only job-server.jar in $1 whose Class-Path names the jars of the folders $3... (relative
+# to $1), main class $2. A jar in several folders (another version of the same artifact) is taken
+# once, the newest version: Beam's modules and Spark's distribution both carry e.g. jackson, slf4j.
+write_manifest() {
+  python3 - "$@" <<'EOF'
+import pathlib, re, sys, zipfile
+root, main, folders = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def key(version):
+    return [int(p) if p.isdigit() else -1 for p in re.split(r"[.\-]", version)]
+chosen = {}
+for folder in folders:
+    for jar in sorted((root / folder).glob("*.jar")):
+        m = re.match(r"(.+?)-(\d[\w.\-]*)\.jar$", jar.name)
+        name, version = (m.group(1), m.group(2)) if m else (jar.stem, "")
+        if name not in chosen or key(version) > key(chosen[name][0]):
+            chosen[name] = (version, f"{folder}/{jar.name}")
+jars = " ".join(path for _, path in sorted(chosen.values(), key=lambda v: v[1]))
+lines = ["Manifest-Version: 1.0", "Main-Class: " + main, "Class-Path: " + jars]
 def wrap(line):  # a manifest line holds 72 bytes; continuation lines start with a space
     out = [line[:70]]
     line = line[70:]
@@ -101,6 +121,18 @@ def wrap(line):  # a manifest line holds 72 bytes; continuation lines start with
 with zipfile.ZipFile(root / "job-server.jar", "w") as jar:
     jar.writestr("META-INF/MANIFEST.MF", "\r\n".join(wrap(l) for l in lines) + "\r\n\r\n")
 EOF
+}
+
+# Beam's job server: its modules from Maven, and a manifest-only jar that puts them on the class path.
+ensure_job_server() {
+  [ -f "$JOB_SERVER_DIR/.complete" ] && return
+  host_tools
+  say "fetching Beam's Flink job server ($FLINK_RUNNER $BEAM_JAVA_VERSION) with Maven (once; about 150 MB)"
+  rm -rf "$JOB_SERVER_DIR" && mkdir -p "$JOB_SERVER_DIR"
+  mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$JOB_SERVER_DIR/lib" \
+      > "$JOB_SERVER_DIR/maven.log" 2>&1 \
+    || { tail -n 20 "$JOB_SERVER_DIR/maven.log" >&2; die "Maven could not resolve $FLINK_RUNNER $BEAM_JAVA_VERSION"; }
+  write_manifest "$JOB_SERVER_DIR" org.apache.beam.runners.flink.FlinkJobServerDriver lib
   touch "$JOB_SERVER_DIR/.complete"
 }
 
@@ -187,11 +219,112 @@ flink_status() {
   else echo "Flink: nothing answers on 127.0.0.1:$REST_PORT"; return 1; fi
 }
 
+# --- Spark -------------------------------------------------------------------------------------
+
+# Spark's distribution: PyPI's pyspark sdist carries all of it under deps/ (bin, sbin, jars).
+ensure_spark() {
+  [ -f "$SPARK_HOME_DIR/.complete" ] && return
+  host_tools
+  local tmp; tmp=$(mktemp -d "$CACHE/spark-download.XXXXXX")
+  say "fetching Spark $SPARK_VERSION's distribution from PyPI (pyspark, once; about 320 MB)"
+  python3 -m pip download --quiet --no-deps -d "$tmp" "pyspark==$SPARK_VERSION" --no-binary pyspark \
+    || { rm -rf "$tmp"; die "pip could not download pyspark $SPARK_VERSION"; }
+  (cd "$tmp" && tar xzf pyspark-*.tar.gz)
+  rm -rf "$SPARK_HOME_DIR" && mkdir -p "$SPARK_HOME_DIR"
+  local deps; deps=$(echo "$tmp"/pyspark-*/deps)
+  cp -r "$deps"/bin "$deps"/sbin "$deps"/jars "$SPARK_HOME_DIR/"
+  chmod +x "$SPARK_HOME_DIR"/bin/* "$SPARK_HOME_DIR"/sbin/*
+  rm -rf "$tmp"
+  touch "$SPARK_HOME_DIR/.complete"
+}
+
+# Beam's Spark job server: the Beam modules from Maven, Spark's own jars from the distribution
+# (a link, not a copy), one manifest-only jar over both.
+ensure_spark_job_server() {
+  [ -f "$SPARK_JOB_SERVER_DIR/.complete" ] && return
+  ensure_spark
+  say "fetching Beam's Spark job server (beam-runners-spark-3 $BEAM_JAVA_VERSION) with Maven (once; about 60 MB)"
+  rm -rf "$SPARK_JOB_SERVER_DIR" && mkdir -p "$SPARK_JOB_SERVER_DIR"
+  mvn -B -q -f "$SPARK_POM" -Dbeam.java.version="$BEAM_JAVA_VERSION" dependency:copy-dependencies \
+      -DoutputDirectory="$SPARK_JOB_SERVER_DIR/lib" > "$SPARK_JOB_SERVER_DIR/maven.log" 2>&1 \
+    || { tail -n 20 "$SPARK_JOB_SERVER_DIR/maven.log" >&2; die "Maven could not resolve beam-runners-spark-3 $BEAM_JAVA_VERSION"; }
+  ln -s "$SPARK_HOME_DIR/jars" "$SPARK_JOB_SERVER_DIR/spark"
+  write_manifest "$SPARK_JOB_SERVER_DIR" org.apache.beam.runners.spark.SparkJobServerDriver lib spark
+  touch "$SPARK_JOB_SERVER_DIR/.complete"
+}
+
+spark_json() {
+  python3 - "$SPARK_UI_PORT" "$1" <<'EOF' 2>/dev/null
+import json, sys, urllib.request
+master = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/json/", timeout=2))
+print(sum(w["state"] == "ALIVE" for w in master["workers"]) if sys.argv[2] == "workers" else master["url"])
+EOF
+}
+
+spark_env() {
+  # Memory for a 2-core, 24 GiB machine: the daemons 512 MiB each; each worker offers one core and
+  # 2 GiB, of which an executor takes Spark's default 1 GiB heap (the SDK workers, LOOPBACK, are
+  # threads of the submitting process, not of the executors).
+  in_env env SPARK_HOME="$SPARK_HOME_DIR" SPARK_CONF_DIR="$SPARK_RUN/conf" SPARK_LOG_DIR="$SPARK_RUN/log" \
+    SPARK_PID_DIR="$SPARK_RUN" SPARK_WORKER_DIR="$SPARK_RUN/work" SPARK_LOCAL_DIRS="$SPARK_RUN/tmp" \
+    SPARK_IDENT_STRING=tfx-taxi SPARK_LOCAL_IP=127.0.0.1 SPARK_DAEMON_MEMORY=512m "$@"
+}
+
+spark_up() {
+  if spark_json workers > /dev/null; then
+    say "Spark already answers on 127.0.0.1:$SPARK_UI_PORT ($(spark_json workers) workers)"; return; fi
+  ensure_spark
+  ensure_spark_job_server
+  mkdir -p "$SPARK_RUN/conf" "$SPARK_RUN/log" "$SPARK_RUN/work" "$SPARK_RUN/tmp"
+  local master="spark://127.0.0.1:$SPARK_PORT" i
+  spark_env "$SPARK_HOME_DIR/sbin/spark-daemon.sh" start org.apache.spark.deploy.master.Master 1 \
+    --host 127.0.0.1 --port "$SPARK_PORT" --webui-port "$SPARK_UI_PORT" > /dev/null
+  # Workers' web UIs on free ports (0): Spark's default 8081 is Flink's REST port.
+  for i in $(seq "$SPARK_WORKERS"); do
+    spark_env "$SPARK_HOME_DIR/sbin/spark-daemon.sh" start org.apache.spark.deploy.worker.Worker "$i" \
+      --host 127.0.0.1 --port 0 --webui-port 0 --cores 1 --memory 2g --work-dir "$SPARK_RUN/work" "$master" > /dev/null
+  done
+  for i in $(seq 90); do
+    [ "$(spark_json workers || echo 0)" = "$SPARK_WORKERS" ] && {
+      say "Spark $SPARK_VERSION up: master $master, web UI http://127.0.0.1:$SPARK_UI_PORT, $SPARK_WORKERS workers (logs: $SPARK_RUN/log)"
+      say "job server jar: $SPARK_JOB_SERVER_JAR"
+      return; }
+    sleep 1
+  done
+  tail -n 20 "$SPARK_RUN"/log/*Master*.out >&2 || true
+  spark_down
+  die "Spark did not come up with $SPARK_WORKERS workers on 127.0.0.1:$SPARK_PORT within 90 s (logs: $SPARK_RUN/log)"
+}
+
+spark_down() {
+  local stopped=0 pidfile
+  for pidfile in "$SPARK_RUN"/spark-tfx-taxi-org.apache.spark.deploy.worker.Worker-*.pid \
+                 "$SPARK_RUN"/spark-tfx-taxi-org.apache.spark.deploy.master.Master-*.pid; do
+    [ -s "$pidfile" ] || continue
+    local class instance
+    class=$(basename "$pidfile" .pid); class=${class#spark-tfx-taxi-}; instance=${class##*-}; class=${class%-*}
+    spark_env "$SPARK_HOME_DIR/sbin/spark-daemon.sh" stop "$class" "$instance" > /dev/null 2>&1 || true
+    stopped=1
+  done
+  if [ "$stopped" = 1 ]; then say "Spark stopped (run directory $SPARK_RUN)"; else say "no Spark running from $SPARK_RUN"; fi
+}
+
+spark_status() {
+  if spark_json workers > /dev/null; then
+    echo "Spark: master $(spark_json url) answers (web UI http://127.0.0.1:$SPARK_UI_PORT), $(spark_json workers) workers"
+  else echo "Spark: nothing answers on 127.0.0.1:$SPARK_UI_PORT"; return 1; fi
+}
+
 case "${1:-} ${2:-}" in
   "flink up") flink_up ;;
   "flink down") flink_down ;;
   "flink status") flink_status ;;
   "flink jar") ensure_job_server; echo "$JOB_SERVER_JAR" ;;
   "flink fetch") ensure_flink; ensure_job_server ;;
-  *) die "usage: tools/cluster.sh flink up|down|status|jar|fetch" ;;
+  "spark up") spark_up ;;
+  "spark down") spark_down ;;
+  "spark status") spark_status ;;
+  "spark jar") ensure_spark_job_server; echo "$SPARK_JOB_SERVER_JAR" ;;
+  "spark fetch") ensure_spark; ensure_spark_job_server ;;
+  *) die "usage: tools/cluster.sh flink|spark up|down|status|jar|fetch" ;;
 esac
