@@ -3,15 +3,16 @@
 This runner only decides where things live and which orchestrator runs the graph; the profiles
 (direct, direct-mp, auto, flink, spark, dataflow) are pipeline/beam.py, the pipeline is
 pipeline.create_pipeline, and the checks, console, summary and report are runs.execute, as for
-`make run`. The direct profiles (and auto) run on this machine, and so does flink on a Flink
-session cluster (`make flink-up` starts one here; `--check` asks it, before anything runs, whether
-it can take the run); the others produce complete option lists, checked by Beam's own parsing,
+`make run`. The direct profiles (and auto) run on this machine, and so do flink on a Flink
+session cluster and spark on a Spark standalone master (`make flink-up`/`make spark-up` start one
+here; `--check` asks it, before anything runs, whether it can take the run); the others produce complete option lists, checked by Beam's own parsing,
 which `--print-options` shows without running anything. On a cluster the pipeline root and data must be where the workers can read them
 (`--pipeline-root gs://...`, `--data-dir gs://...`), and the workers need the project's code: its
 image (built from ./Dockerfile) is the worker environment.
 
     python beam_runner.py --profile direct-mp --beam-workers 2 --output-dir /tmp/taxi [any `cli run` option]
     python beam_runner.py --profile flink --flink-master localhost:8081 --check
+    python beam_runner.py --profile spark --spark-master spark://127.0.0.1:7077 --check
     python beam_runner.py --profile dataflow --project p --region europe-west1 \\
         --temp-location gs://b/tmp --image REGISTRY/tfx-taxi:TAG --print-options
 """
@@ -22,7 +23,8 @@ from typing import Any
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
 import click
 
-from pipeline.beam import PROFILES, ProfileError, RunnerSettings, flink_preflight, profile_args, runs_here
+from pipeline.beam import (PROFILES, ProfileError, RunnerSettings, flink_preflight, profile_args, runs_here,
+                           spark_preflight)
 from runs import options as run_options
 
 
@@ -51,7 +53,9 @@ def _settings_options(command):
         click.option("--profile", type=click.Choice(list(PROFILES)), default="auto", show_default=True,
                      help="Where the Beam-powered components run."),
         click.option("--flink-master", default=None, help="flink: host:port of the Flink REST endpoint."),
-        click.option("--job-endpoint", default=None, help="spark: host:port of the Beam Spark job server."),
+        click.option("--spark-master", default=None, help="spark: the standalone master, spark://host:port."),
+        click.option("--spark-web-ui", default=None,
+                     help="spark: the master's web UI, for --check [default: port 8080 on the master's host]."),
         click.option("--environment-type", type=click.Choice(["DOCKER", "EXTERNAL", "PROCESS", "LOOPBACK"]),
                      default=None, help="flink/spark: how SDK workers start [default: LOOPBACK for a master "
                                         "on this machine, else DOCKER]."),
@@ -69,8 +73,8 @@ def _settings_options(command):
         click.option("--print-options", is_flag=True, default=False,
                      help="Print the profile's Beam options and exit."),
         click.option("--check", is_flag=True, default=False,
-                     help="flink: say whether the master answers with a Flink Beam accepts, the job server "
-                          "jar and Java are present; run nothing."),
+                     help="flink/spark: say whether the master answers with a version the job server takes, "
+                          "the job server jar and Java are present; run nothing."),
     ])
 
 
@@ -82,7 +86,7 @@ def _settings_options(command):
 @run_options.pushgateway_option
 @run_options.run_options
 def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | None, print_options: bool,
-         check: bool, **options: Any) -> None:
+         check: bool, spark_web_ui: str | None, **options: Any) -> None:
     """Run the pipeline with TFX's BeamDagRunner, the Beam-powered components on a runner profile."""
     names = {f.name for f in dataclasses.fields(RunnerSettings)}
     settings = RunnerSettings(**{k: (tuple(v) if k == "extra" else v) for k, v in options.items() if k in names})
@@ -98,17 +102,18 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     if print_options:
         click.echo(" ".join(args))
         return
-    if check or profile == "flink":
-        if profile != "flink":
-            raise click.UsageError(f"--check: profile {profile} has no cluster to check (flink has)")
-        checks = flink_preflight(settings.flink_master)
+    if check or profile in ("flink", "spark"):
+        if profile not in ("flink", "spark"):
+            raise click.UsageError(f"--check: profile {profile} has no cluster to check (flink and spark have)")
+        checks = (flink_preflight(settings.flink_master) if profile == "flink"
+                  else spark_preflight(settings.spark_master, spark_web_ui))
         if check:
             for each in checks:
                 click.echo(f"{'ok ' if each.ok else 'NO '} {each.line}")
             raise SystemExit(0 if all(c.ok for c in checks) else 1)
         failed = [c.line for c in checks if not c.ok]
         if failed:  # before any component runs, naming the address
-            click.echo(f"error: profile flink cannot run: {failed[0]}", err=True)
+            click.echo(f"error: profile {profile} cannot run: {failed[0]}", err=True)
             raise SystemExit(1)
     if not runs_here(profile):
         raise click.UsageError(f"profile {profile} needs a cluster this machine does not have; "

@@ -9,7 +9,8 @@ picks a profile:
     auto        direct or direct-mp chosen by input size (--beam-mode auto)
     flink       FlinkRunner on a Flink session cluster (--flink-master host:port, its REST address);
                 SDK workers LOOPBACK for a cluster on this machine, else in --image
-    spark       PortableRunner on a Spark job server (--job-endpoint), workers in --image
+    spark       SparkRunner on a Spark standalone master (--spark-master spark://host:port) through
+                Beam's Spark job server; SDK workers LOOPBACK for a master on this machine, else in --image
     dataflow    Google Cloud Dataflow (--project, --region, --temp-location gs://...), workers in --image
 
 Every list is checked by Beam's own PipelineOptions parsing (and, for Dataflow, Beam's
@@ -104,9 +105,26 @@ def flink_job_server_jar() -> Path:
             / "job-server.jar")
 
 
+# Beam's Spark job server (tools/jobserver/spark/pom.xml): built against the cluster's own Spark.
+SPARK_JOB_SERVER_POM = JOB_SERVER_POM.parent / "spark" / "pom.xml"
+
+
+def spark_version() -> str:
+    """The Spark (3.5.7) of the local cluster's distribution, whose jars the job server runs on."""
+    match = re.search(r"<spark.version>([^<]+)</", SPARK_JOB_SERVER_POM.read_text())
+    if not match:
+        raise ProfileError(f"{SPARK_JOB_SERVER_POM}: no <spark.version> property")
+    return match.group(1)
+
+
+def spark_job_server_jar() -> Path:
+    return (cache_dir() / "beam-job-server" / f"spark-{spark_version()}-{_pom_property('beam.java.version')}"
+            / "job-server.jar")
+
+
 def is_local(address: str | None) -> bool:
     """A master on this machine: its SDK workers can be this process (LOOPBACK)."""
-    host = re.sub(r"^https?://", "", address or "").rsplit(":", 1)[0] if address not in LOCAL_HOSTS else address
+    host = re.sub(r"^[a-z]+://", "", address or "").rsplit(":", 1)[0] if address not in LOCAL_HOSTS else address
     return host in LOCAL_HOSTS or host.startswith("127.")
 
 
@@ -131,7 +149,7 @@ class Profile:
 # RunnerSettings field -> Beam flag.
 SETTING_FLAGS = {
     "flink_master": "--flink_master",
-    "job_endpoint": "--job_endpoint",
+    "spark_master": "--spark_master_url",
     "environment_type": "--environment_type",
     "image": "--environment_config",
     "parallelism": "--parallelism",
@@ -151,9 +169,9 @@ PROFILES: dict[str, Profile] = {
         Profile("flink", "a Flink session cluster; SDK workers LOOPBACK (local) or the project's image",
                 ("--runner=FlinkRunner",), ("flink_master", "environment_type", "image", "parallelism"),
                 ("flink_master",), runs_here=True),
-        Profile("spark", "a Spark cluster through its portable job server; SDK workers run the project's image",
-                ("--runner=PortableRunner",), ("job_endpoint", "environment_type", "image"),
-                ("job_endpoint", "image")),
+        Profile("spark", "a Spark standalone master; SDK workers LOOPBACK (local) or the project's image",
+                ("--runner=SparkRunner",), ("spark_master", "environment_type", "image"),
+                ("spark_master",), runs_here=True),
         Profile("dataflow", "Google Cloud Dataflow; workers run the project's image",
                 ("--runner=DataflowRunner",), ("project", "region", "temp_location", "image"),
                 ("project", "region", "temp_location", "image")),
@@ -166,7 +184,7 @@ class RunnerSettings:
     """The values a profile's settings are filled from (command-line flags)."""
 
     flink_master: str | None = None
-    job_endpoint: str | None = None
+    spark_master: str | None = None
     environment_type: str | None = None  # None: LOOPBACK for a master on this machine, else DOCKER
     image: str | None = None
     parallelism: int | None = None
@@ -197,7 +215,7 @@ def profile_args(profile: str, settings: RunnerSettings, direct: "DirectBeam | N
         if missing:
             raise ProfileError(
                 f"profile {profile} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
-        master = settings.flink_master if chosen.name == "flink" else settings.job_endpoint
+        master = settings.flink_master if chosen.name == "flink" else settings.spark_master
         environment = settings.environment_type or ("LOOPBACK" if is_local(master) else "DOCKER")
         settings = dataclasses.replace(settings, environment_type=environment)
         if environment in ("DOCKER", "PROCESS", "EXTERNAL") and not settings.image and chosen.name != "dataflow":
@@ -210,6 +228,14 @@ def profile_args(profile: str, settings: RunnerSettings, direct: "DirectBeam | N
             if settings.parallelism is None and is_local(master):
                 # The local cluster's two one-slot TaskManagers (tools/cluster.sh): use both.
                 settings = dataclasses.replace(settings, parallelism=2)
+        if chosen.name == "spark":
+            # The same for Spark; its parallelism is the cluster's cores (two one-core workers here).
+            args += ["--spark_version=3", f"--spark_job_server_jar={spark_job_server_jar()}"]
+            if is_local(master):
+                # The job server is the Spark driver: on this machine it stays on 127.0.0.1 like the
+                # cluster (by default Spark binds the host's first address).
+                args += ["--job_server_jvm_property=-Dspark.driver.host=127.0.0.1",
+                         "--job_server_jvm_property=-Dspark.driver.bindAddress=127.0.0.1"]
         for name in chosen.settings:
             value = getattr(settings, name)
             if value is not None:
@@ -259,8 +285,6 @@ def flink_preflight(master: str) -> list[Check]:
     """What a Flink run needs, one line each: the master answers, runs a Flink that Beam and the
     job server accept, the job server jar is there, Java is there. Asks the cluster's REST API."""
     import json
-    import shutil
-    import subprocess
     import urllib.request
 
     from apache_beam.options.pipeline_options import FlinkRunnerOptions
@@ -284,10 +308,59 @@ def flink_preflight(master: str) -> list[Check]:
     jar = flink_job_server_jar()
     checks.append(Check(jar.is_file(), f"Beam job server jar {jar} " + (
         "is present" if jar.is_file() else "is missing; `make flink-up` (or tools/cluster.sh flink jar) builds it")))
+    return checks + [java_check()]
+
+
+def java_check() -> Check:
+    """Java, which Beam's job servers run on."""
+    import shutil
+    import subprocess
+
     java = shutil.which("java")
-    if java:
-        version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
-        checks.append(Check(True, f"Java: {java} ({' '.join(version).strip()})"))
-    else:
-        checks.append(Check(False, "Java: no java on PATH (tools/debian.env installs one in the environment)"))
-    return checks
+    if not java:
+        return Check(False, "Java: no java on PATH (tools/debian.env installs one in the environment)")
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
+    return Check(True, f"Java: {java} ({' '.join(version).strip()})")
+
+
+def spark_web_ui(master: str, web_ui: str | None = None) -> str:
+    """The master's web UI: given, or port 8080 on the master's host (Spark's default)."""
+    if web_ui:
+        return web_ui if re.match(r"^https?://", web_ui) else f"http://{web_ui}"
+    host = re.sub(r"^spark://", "", master).rsplit(":", 1)[0]
+    return f"http://{host}:8080"
+
+
+def spark_preflight(master: str, web_ui: str | None = None) -> list[Check]:
+    """What a Spark run needs, one line each: the master answers at its address, runs the Spark the
+    job server's client is (read from its web UI), the job server jar is there, Java is there."""
+    import socket
+    import urllib.request
+
+    checks = []
+    match = re.match(r"^spark://([^:/]+):(\d+)$", master)
+    if not match:
+        return [Check(False, f"Spark master {master!r} is not spark://host:port")]
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=5).close()
+        ui = spark_web_ui(master, web_ui)
+        try:
+            with urllib.request.urlopen(ui, timeout=5) as answer:
+                page = answer.read().decode("utf-8", "replace")
+            found = re.search(r'class="version"[^>]*>\s*([\d.]+)', page)
+            version = found.group(1) if found else "?"
+            checks.append(Check(True, f"Spark master {master} answers: Spark {version} (web UI {ui})"))
+            wanted = spark_version()
+            fits = version.split(".")[:2] == wanted.split(".")[:2]
+            checks.append(Check(fits, f"Spark {version} {'is' if fits else 'is not'} the Spark {wanted} that Beam's "
+                                      "job server here runs on (its client talks to that Spark only)"))
+        except (OSError, ValueError) as error:
+            checks.append(Check(False, f"Spark master {master} answers, but its web UI {ui} does not "
+                                       f"({getattr(error, 'reason', None) or error}); --spark-web-ui names it"))
+    except OSError as error:
+        checks.append(Check(False, f"Spark master {master} does not answer ({error.strerror or error}); "
+                                   "`make spark-up` starts one here"))
+    jar = spark_job_server_jar()
+    checks.append(Check(jar.is_file(), f"Beam job server jar {jar} " + (
+        "is present" if jar.is_file() else "is missing; `make spark-up` (or tools/cluster.sh spark jar) builds it")))
+    return checks + [java_check()]
