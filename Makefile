@@ -22,6 +22,8 @@
 #   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
 #   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081)
 #   make run-flink [ARGS=...]               the pipeline with its Beam components on that cluster
+#   make spark-up / spark-down              a local Spark standalone cluster (master + 2 workers, spark://127.0.0.1:7077)
+#   make run-spark [ARGS=...]               the pipeline with its Beam components on that cluster
 
 OUTPUT_DIR ?= outputs
 DATA_DIR ?=
@@ -44,14 +46,14 @@ STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
-.PHONY: flink-up flink-down run-flink
+.PHONY: flink-up flink-down run-flink spark-up spark-down run-spark
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
 
-# FLINK: Flink's distribution and Beam's job server for the Flink tests, fetched once (Maven and pip
-# run on this machine; tools/cluster.sh installs them as root where they are missing).
-FLINK = bash tools/cluster.sh flink fetch
+# FLINK: Flink's and Spark's distributions and Beam's job servers for the cluster tests, fetched once
+# (Maven and pip run on this machine; tools/cluster.sh installs them as root where they are missing).
+FLINK = bash tools/cluster.sh flink fetch && bash tools/cluster.sh spark fetch
 
 test:
 	$(ENV) selftest
@@ -128,3 +130,13 @@ flink-down:
 
 run-flink:
 	$(ENV) exec python beam_runner.py --profile flink --flink-master 127.0.0.1:$${FLINK_REST_PORT:-8081} --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(ARGS)
+
+# The same for Spark: a standalone master and two workers (tools/cluster.sh), `--profile spark` on it.
+spark-up:
+	bash tools/cluster.sh spark up
+
+spark-down:
+	bash tools/cluster.sh spark down
+
+run-spark:
+	$(ENV) exec python beam_runner.py --profile spark --spark-master spark://127.0.0.1:$${SPARK_MASTER_PORT:-7077} --spark-web-ui 127.0.0.1:$${SPARK_MASTER_WEBUI_PORT:-8080} --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(ARGS)

@@ -6,7 +6,7 @@ import sys
 import pytest
 from apache_beam.options.pipeline_options import (
     DirectOptions, FlinkRunnerOptions, GoogleCloudOptions, PipelineOptions, PortableOptions, StandardOptions,
-    WorkerOptions,
+    SparkRunnerOptions, WorkerOptions,
 )
 
 from data import taxi
@@ -35,9 +35,9 @@ def test_cluster_profiles_give_complete_parseable_options():
     assert flink.view_as(StandardOptions).runner == "FlinkRunner"
     assert flink.view_as(FlinkRunnerOptions).flink_master == "flink:8081"
     assert flink.view_as(PortableOptions).environment_config == "reg/tfx-taxi:1"
-    spark = options("spark", Settings(job_endpoint="spark-jobserver:8099", image="reg/tfx-taxi:1"))
-    assert spark.view_as(StandardOptions).runner == "PortableRunner"
-    assert spark.view_as(PortableOptions).job_endpoint == "spark-jobserver:8099"
+    spark = options("spark", Settings(spark_master="spark://spark:7077", image="reg/tfx-taxi:1"))
+    assert spark.view_as(StandardOptions).runner == "SparkRunner"
+    assert spark.view_as(SparkRunnerOptions).spark_master_url == "spark://spark:7077"
     assert spark.view_as(PortableOptions).environment_type == "DOCKER"
     dataflow = options("dataflow", Settings(project="my-project", region="europe-west1",
                                             temp_location="gs://bucket/tmp", image="reg/tfx-taxi:1"))
@@ -45,13 +45,14 @@ def test_cluster_profiles_give_complete_parseable_options():
     assert (cloud.project, cloud.region, cloud.temp_location) == ("my-project", "europe-west1", "gs://bucket/tmp")
     assert dataflow.view_as(WorkerOptions).sdk_container_image == "reg/tfx-taxi:1"
     assert beam.runs_here("flink")  # on a Flink cluster it reaches (tests/test_flink_cluster.py)
-    assert not any(beam.runs_here(p) for p in ("spark", "dataflow"))
+    assert beam.runs_here("spark")  # the same (tests/test_spark_cluster.py)
+    assert not beam.runs_here("dataflow")
 
 
 @pytest.mark.parametrize(
     ("profile", "settings", "message"),
     [
-        ("spark", Settings(image="i"), "needs --job-endpoint"),
+        ("spark", Settings(image="i"), "needs --spark-master"),
         ("flink", Settings(), "needs --flink-master"),
         ("flink", Settings(flink_master="flink:8081"), "needs --image with --environment-type DOCKER"),
         ("dataflow", Settings(project="my-project", region="r", temp_location="/tmp/x", image="i"), "Invalid GCS path"),
@@ -98,12 +99,14 @@ def test_the_profile_reaches_the_pipeline(tmp_path):
 
 def test_print_options_runs_nothing(tmp_path):
     result = subprocess.run(
-        [sys.executable, "beam_runner.py", "--profile", "spark", "--job-endpoint", "js:8099", "--image", "img:1",
+        [sys.executable, "beam_runner.py", "--profile", "spark", "--spark-master", "spark://js:7077", "--image", "img:1",
          "--output-dir", str(tmp_path / "out"), "--print-options"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["--runner=PortableRunner", "--job_endpoint=js:8099",
-                                     "--environment_type=DOCKER", "--environment_config=img:1"]
+    assert result.stdout.split() == ["--runner=SparkRunner", "--spark_version=3",
+                                     f"--spark_job_server_jar={beam.spark_job_server_jar()}",
+                                     "--spark_master_url=spark://js:7077", "--environment_type=DOCKER",
+                                     "--environment_config=img:1"]
     assert not (tmp_path / "out").exists()
 
 

@@ -23,7 +23,7 @@ from upstream import workarounds as local_beam
 
 REMOTE = {
     "flink": beam.RunnerSettings(flink_master="flink:8081", image="img"),
-    "spark": beam.RunnerSettings(job_endpoint="spark:8099", image="img"),
+    "spark": beam.RunnerSettings(spark_master="spark://spark:7077", image="img"),
     "dataflow": beam.RunnerSettings(project="my-project", region="europe-west1",
                                     temp_location="gs://bucket/tmp", image="reg/tfx-taxi:1"),
 }
