@@ -15,6 +15,7 @@
 #   make bench-distribute [ARGS="--replicas 2 --steps 300"]   Trainer examples/s: 1 replica, N replicas, N workers
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
+#   make bench-scale [SCALE_ROWS=...]       the faster of direct-mp/Flink at 1M, 3M, 10M synthetic rows
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -45,7 +46,7 @@ DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
-.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 .PHONY: flink-up flink-down run-flink spark-up spark-down run-spark
 
 run:
@@ -92,6 +93,14 @@ BENCH_ROWS ?= 100000 1000000
 bench:
 	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(BENCH_ROWS),--rows $(n)) $(ARGS)
 	$(ENV) exec python -m benchmarks.distribute --output-dir "$(OUTPUT_DIR)/bench/project" --json-out "$(OUTPUT_DIR)/bench/distribute.json"
+	$(ENV) exec python -m benchmarks.beam_clusters --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(BEAM_BENCH_ROWS),--rows $(n))
+
+# The same synthetic rows on direct-mp and on a Flink cluster (bench-beam.md, part of `make bench`), and
+# the scaling line of the faster one (bench-scale.md; reads bench-beam.json, direct-mp without it).
+BEAM_BENCH_ROWS ?= 1000000
+SCALE_ROWS ?= 1000000 3000000 10000000
+bench-scale:
+	$(ENV) exec python -m benchmarks.beam_clusters --output-dir "$(OUTPUT_DIR)/bench" --scale $(foreach n,$(SCALE_ROWS),--rows $(n)) $(ARGS)
 
 # The Trainer at 1 replica, N logical CPU replicas and N worker processes, on a finished run's Transform output.
 bench-distribute:
