@@ -4,6 +4,9 @@
 The cluster is Spark 3.5.7 from PyPI's pyspark distribution, a master and two one-core workers;
 Beam's Spark job server is the one `make test` fetches (`tools/cluster.sh spark fetch`: Beam's
 modules from Maven on that same Spark's jars). Nothing is mocked.
+
+Cost: the default tier about 20 s; the slow tier 19 min on a 2-core machine at load 10-13 (the
+cluster's start, the direct run shared with tests/test_flink_cluster.py, the Spark run).
 """
 
 import json
