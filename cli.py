@@ -47,8 +47,14 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     from runs.console import heavy_imports
     from runs.errors import failures_told
 
+    from runs.spans import unchanged
+
     with failures_told():
         store.check(write=True)
+        nothing_new = unchanged(config, data, store)  # before TensorFlow: nothing heavy when there is no new span
+    if nothing_new:
+        click.echo(nothing_new)
+        return
     with heavy_imports(output.log_dir, verbose) as log_file:  # after the options were found valid
         import local_runner
     with failures_told():
