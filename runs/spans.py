@@ -37,14 +37,17 @@ def records(metadata: MetadataStore | None) -> list[dict]:
 
 def unchanged(config: PipelineConfig, data: str | None, metadata: MetadataStore | None) -> str | None:
     """The line to print when the newest span was read before and has not changed; else None.
+    Raises DataError on a bad layout or a --span the data directory does not hold.
 
     Only on span folders and without --span: a flat directory re-runs (the cache makes it cheap),
     and --span N is a request to run span N whatever was run before.
     """
     found = layout_of(data)
-    if config.span or found is None or found.flat:
+    if found is None:
         return None
-    span = found.newest
+    span = spans.select(found, config.span)  # a bad layout or --span: refused here, before TensorFlow
+    if config.span or found.flat:
+        return None
     fingerprint = spans.fingerprint(found, span)
     seen = [r for r in records(metadata) if r["span"] == span and r["fingerprint"] == fingerprint]
     if not seen:

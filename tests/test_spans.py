@@ -1,0 +1,199 @@
+"""Data as spans: the layout's checks, the per-span gate baseline and the training window (on a
+real in-memory MLMD store recorded as runs record it), and, end to end, a sequence of real runs
+over small span folders sharing one output directory (marked slow: several pipeline runs)."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+from data import spans, taxi
+from data.validate import DataError
+from pipeline.config import ConfigError, PipelineConfig
+from tests.conftest import REPO, SMALL_RUN
+
+
+def write_span(root: Path, span: int, rows: int = 300, fare_times: float = 1.0) -> Path:
+    """span-<span>/data.csv: every k-th bundled row from offset `span` (spans differ, alike in
+    distribution); `fare_times` scales the fares (a broken span: the gate's drift check stops it)."""
+    with taxi.bundled_csv().open(newline="") as f:
+        reader = csv.reader(f)
+        header, body = next(reader), list(reader)
+    stride = max(1, len(body) // rows)
+    chosen = body[span % stride::stride][:rows]
+    fare = header.index("fare")
+    if fare_times != 1.0:
+        chosen = [r[:fare] + [f"{float(r[fare] or 0) * fare_times + 100:.2f}"] + r[fare + 1:] for r in chosen]
+    folder = spans.span_dir(root, span)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "data.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(chosen)
+    return folder
+
+
+# --- the layout --------------------------------------------------------------------------------
+
+def test_a_flat_directory_is_one_span_and_span_folders_are_numbered(tmp_path):
+    flat = taxi.write_sample(tmp_path / "flat", rows=20)
+    assert spans.layout(flat).flat and spans.select(spans.layout(flat), 0) == 0
+    for n in (1, 2, 10):
+        write_span(tmp_path / "spanned", n, rows=20)
+    found = spans.layout(tmp_path / "spanned")
+    assert sorted(found.spans) == [1, 2, 10] and found.newest == 10
+    assert spans.select(found, 0) == 10 and spans.select(found, 2) == 2
+    assert found.describe() == "spans 1-2, 10"
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda root: (root / "span-x").mkdir(), "span-x"),
+    (lambda root: (root / "span-0").mkdir(), "span-0"),
+    (lambda root: (root / "span-01").mkdir(), "span-01"),
+    (lambda root: (root / "span-3").mkdir(), "span-3: an empty span folder"),
+    (lambda root: (root / "old.csv").write_text("a,b\n1,2\n"), "old.csv"),
+    (lambda root: (root / "span-4.csv").write_text("a,b\n1,2\n"), "span-4.csv: not a span folder name"),
+])
+def test_a_bad_layout_is_refused_naming_the_folder(tmp_path, make, named):
+    write_span(tmp_path, 1, rows=20)
+    make(tmp_path)
+    with pytest.raises(DataError, match=named.replace(".", r"\.")):
+        spans.layout(tmp_path)
+
+
+def test_a_span_the_directory_lacks_is_refused_naming_the_option(tmp_path):
+    write_span(tmp_path, 1, rows=20)
+    write_span(tmp_path, 2, rows=20)
+    with pytest.raises(DataError, match=r"--span 9: no folder .*span-9 .*holds spans 1-2"):
+        spans.select(spans.layout(tmp_path), 9)
+    with pytest.raises(DataError, match="--span 2: .* is a flat directory"):
+        spans.select(spans.layout(taxi.write_sample(tmp_path / "flat", rows=20)), 2)
+
+
+@pytest.mark.parametrize("field, value", [("span", -1), ("train_spans", 0)])
+def test_span_settings_are_checked(field, value):
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')}"):
+        PipelineConfig(**{field: value})
+
+
+def test_the_span_fingerprint_is_the_one_csv_example_gen_records(tmp_path):
+    from tfx.utils import io_utils
+
+    folder = write_span(tmp_path, 3, rows=20)
+    (folder / "more.csv").write_text((folder / "data.csv").read_text())
+    os.utime(folder / "more.csv", (1_700_000_000, 1_700_000_000))
+    found = spans.layout(tmp_path)
+    expected = io_utils.generate_fingerprint(spans.SPLIT_NAME, os.path.join(str(tmp_path), "span-3/*"))
+    assert spans.fingerprint(found, 3) == expected
+    (folder / "more.csv").write_text("changed")
+    assert spans.fingerprint(found, 3) != expected
+
+
+def test_a_bad_span_is_one_line_before_any_component(tmp_path):
+    write_span(tmp_path / "data", 1, rows=20)
+    (tmp_path / "data" / "span-x").mkdir()
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--output-dir", str(tmp_path / "out"),
+                             "--data-dir", str(tmp_path / "data")], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'data' / 'span-x'}: not a span folder name; span folders are named span-1, span-2, ... "
+        "(a number from 1, no leading zeros), each holding that span's CSV files"]
+    assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+# --- the resolvers, on MLMD records as a run writes them ------------------------------------------
+
+class _History:
+    """A fake-database MLMD store with CsvExampleGen's Examples (span property), StatisticsGen's
+    statistics of them and DataGate's accepted copies, linked by INPUT/OUTPUT events."""
+
+    def __init__(self):
+        config = mlmd.ConnectionConfig()
+        config.fake_database.SetInParent()
+        self.store = metadata_store.MetadataStore(config)
+        self.types = {name: self.store.put_artifact_type(mlmd.ArtifactType(name=name))
+                      for name in ("Examples", "ExampleStatistics")}
+        self.exec_type = self.store.put_execution_type(mlmd.ExecutionType(name="step"))
+        self.examples: dict[int, int] = {}  # span -> examples id (the latest)
+        self.statistics: dict[int, int] = {}  # span -> statistics id
+        self.accepted: dict[int, int] = {}  # span -> accepted copy id
+
+    def _step(self, inputs: dict[str, int], outputs: dict[str, int]) -> None:
+        [execution] = self.store.put_executions([mlmd.Execution(type_id=self.exec_type)])
+        step = mlmd.Event.Path.Step
+        self.store.put_events([
+            mlmd.Event(execution_id=execution, artifact_id=a, type=kind, path=mlmd.Event.Path(steps=[step(key=k)]))
+            for kind, io in ((mlmd.Event.INPUT, inputs), (mlmd.Event.OUTPUT, outputs)) for k, a in io.items()])
+
+    def ingest(self, span: int, accepted: bool) -> None:
+        example = mlmd.Artifact(type_id=self.types["Examples"], uri=f"/examples/{span}")
+        example.custom_properties["span"].int_value = span
+        example.custom_properties["input_fingerprint"].string_value = f"fp{span}"
+        [self.examples[span]] = self.store.put_artifacts([example])
+        [self.statistics[span]] = self.store.put_artifacts([mlmd.Artifact(type_id=self.types["ExampleStatistics"])])
+        self._step({"examples": self.examples[span]}, {"statistics": self.statistics[span]})
+        if accepted:
+            [self.accepted[span]] = self.store.put_artifacts([mlmd.Artifact(type_id=self.types["ExampleStatistics"])])
+            self._step({"statistics": self.statistics[span]}, {"accepted_statistics": self.accepted[span]})
+
+    def tfx_artifact(self, artifact_id: int, examples: bool):
+        from tfx.types import standard_artifacts
+
+        artifact = standard_artifacts.Examples() if examples else standard_artifacts.ExampleStatistics()
+        artifact.id = artifact_id
+        span = next((s for s, i in self.examples.items() if i == artifact_id), None)
+        if span is not None:
+            artifact.set_int_custom_property("span", span)
+        return artifact
+
+
+@pytest.mark.parametrize("history, current, baseline", [
+    ([(1, True)], 2, 1),  # a new span: compared with the one before
+    ([(1, True), (2, False)], 3, 1),  # after a refused span: with the last accepted one
+    ([(1, True), (2, True), (3, True)], 2, 1),  # a backfill of span 2: with span 1, not the newest
+    ([(2, True), (3, True)], 1, 2),  # a backfill below every accepted span: its nearest neighbour
+    ([(1, True)], 1, None),  # span 1 again: not compared with itself
+])
+def test_the_gate_compares_a_span_with_the_nearest_accepted_span_below(history, current, baseline):
+    from pipeline.resolvers import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, LatestAccepted
+
+    h = _History()
+    for span, accepted in history:
+        h.ingest(span, accepted)
+    if current not in dict(history):  # this run's statistics, not (yet) accepted
+        h.ingest(current, accepted=False)
+    result = LatestAccepted().resolve_artifacts(h.store, {
+        CURRENT_INPUT_KEY: [h.tfx_artifact(h.statistics[current], examples=False)],
+        ACCEPTED_INPUT_KEY: [h.tfx_artifact(i, examples=False) for i in h.accepted.values()],
+    })
+    resolved = [a.id for a in result[ACCEPTED_INPUT_KEY]]
+    assert resolved == ([h.accepted[baseline]] if baseline else [])
+
+
+@pytest.mark.parametrize("history, current, k, window", [
+    ([(1, True), (2, True)], 3, 3, [1, 2, 3]),
+    ([(1, True), (2, True), (3, True)], 4, 2, [3, 4]),
+    ([(1, True), (2, False), (3, True)], 4, 3, [1, 3, 4]),  # the refused span never trains a model
+    ([(1, True)], 2, 3, [1, 2]),  # a young history: what there is
+    ([(1, True), (2, True), (3, True)], 2, 3, [1, 2]),  # a backfill's window ends at its span
+])
+def test_the_window_is_the_run_span_and_the_newest_accepted_spans_before_it(history, current, k, window):
+    from pipeline.resolvers import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, EXAMPLES_KEY, SpanWindow
+
+    h = _History()
+    for span, accepted in history:
+        h.ingest(span, accepted)
+    if current not in dict(history):
+        h.ingest(current, accepted=True)
+    result = SpanWindow(num_spans=k).resolve_artifacts(h.store, {
+        CURRENT_INPUT_KEY: [h.tfx_artifact(h.examples[current], examples=True)],
+        EXAMPLES_KEY: [h.tfx_artifact(i, examples=True) for i in h.examples.values()],
+        ACCEPTED_INPUT_KEY: [h.tfx_artifact(i, examples=False) for i in h.accepted.values()],
+    })
+    assert [a.get_int_custom_property("span") for a in result[EXAMPLES_KEY]] == window
