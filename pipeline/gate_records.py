@@ -72,8 +72,38 @@ def ingested(store: mlmd.MetadataStore) -> list[dict]:
     def custom(a, key: str, kind: str):
         return getattr(a.custom_properties[key], kind) if key in a.custom_properties else None
 
+    finished = _finished(store, [a.id for a in examples])
     return [
         {"id": a.id, "span": custom(a, SPAN_PROPERTY, "int_value") or 0, "version": custom(a, VERSION_PROPERTY, "int_value"),
-         "fingerprint": custom(a, FINGERPRINT_PROPERTY, "string_value"), "uri": a.uri, "accepted": a.id in accepted}
+         "fingerprint": custom(a, FINGERPRINT_PROPERTY, "string_value"), "uri": a.uri, "accepted": a.id in accepted,
+         "finished": a.id in finished}
         for a in sorted(examples, key=lambda a: a.id)
     ]
+
+
+def _finished(store: mlmd.MetadataStore, example_ids: list[int]) -> set[int]:
+    """The Examples a run finished with: an Evaluator completed on them (or reused its result), or
+    the data gate refused them. A run that failed elsewhere (a crash, a full disk) finished nothing."""
+    done = {metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED}
+    events = store.get_events_by_artifact_ids(example_ids) if example_ids else []
+    readers = {e.execution_id: e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
+    executions = store.get_executions_by_id(list(readers)) if readers else []
+    types = {t.id: t.name for t in store.get_execution_types()}
+    out = {readers[x.id] for x in executions
+           if types.get(x.type_id, "").endswith("Evaluator") and x.last_known_state in done}
+    stats_of = statistics_examples(store, [a.id for a in store.get_artifacts_by_type("ExampleStatistics")])
+    gate_reads = _inputs_by_artifact(store, list(stats_of), "statistics")
+    gates = store.get_executions_by_id(list({x for xs in gate_reads.values() for x in xs})) if gate_reads else []
+    refused = {x.id for x in gates if types.get(x.type_id, "").endswith("DataGate")
+               and x.last_known_state == metadata_store_pb2.Execution.FAILED}
+    out |= {stats_of[s] for s, xs in gate_reads.items() if refused & set(xs)}
+    return out
+
+
+def _inputs_by_artifact(store: mlmd.MetadataStore, artifact_ids: list[int], key: str) -> dict[int, list[int]]:
+    """Artifact id -> the executions that read it under `key`."""
+    out: dict[int, list[int]] = {}
+    for e in store.get_events_by_artifact_ids(artifact_ids) if artifact_ids else []:
+        if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == key:
+            out.setdefault(e.artifact_id, []).append(e.execution_id)
+    return out

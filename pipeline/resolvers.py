@@ -67,22 +67,28 @@ class SpanWindow(ResolverStrategy):
     its span that the data gate accepted (the latest version of each), oldest span first.
 
     TFX's SpanRangeStrategy takes the newest spans CsvExampleGen wrote, a span the gate refused
-    included; this one never trains on such a span, and a backfill's window ends at its span.
-    Fewer accepted spans than asked for: the window is what there is (the run's console says it).
+    included; this one never trains on such a span, and a backfill's window ends at its span. The
+    earlier spans are found through the gate's accepted statistics (their lineage back to the
+    Examples): a second channel on CsvExampleGen's output would be merged with this run's by
+    TFX's compiler. Fewer accepted spans than asked for: the window is what there is.
     """
 
     def __init__(self, num_spans: int):
         self._num_spans = int(num_spans)
 
     def resolve_artifacts(self, store, input_dict):  # noqa: ANN001  (TFX's signature)
-        current = list(input_dict.get(CURRENT_INPUT_KEY, []))[-1:]
+        from tfx.types import artifact_utils
+
+        current = list(input_dict.get(EXAMPLES_KEY, []))[-1:]
         span = _span(current[0]) if current else 0
-        accepted = set(accepted_examples(store, [a.id for a in input_dict.get(ACCEPTED_INPUT_KEY, [])]))
+        ids = [i for i in accepted_examples(store, [a.id for a in input_dict.get(ACCEPTED_INPUT_KEY, [])])
+               if not current or i != current[0].id]
+        found = store.get_artifacts_by_id(ids) if ids else []
+        types = {t.id: t for t in store.get_artifact_types_by_id(list({a.type_id for a in found}))} if found else {}
         earlier: dict[int, Any] = {}
-        for artifact in input_dict.get(EXAMPLES_KEY, []):
+        for artifact in (artifact_utils.deserialize_artifact(types[a.type_id], a) for a in found):
             s = _span(artifact)
-            if artifact.id in accepted and 0 < s < span and (
-                    s not in earlier or _newer(artifact, earlier[s])):
+            if 0 < s < span and (s not in earlier or _newer(artifact, earlier[s])):
                 earlier[s] = artifact
         keep = sorted(earlier)[max(0, len(earlier) - (self._num_spans - 1)):] if self._num_spans > 1 else []
         return {**input_dict, EXAMPLES_KEY: [earlier[s] for s in keep] + current}
@@ -152,11 +158,11 @@ def baseline_model(stock: bool, candidate: tfx.dsl.Channel) -> tfx.dsl.Resolver:
 def span_window(topology_stock: bool, current: tfx.dsl.Channel, num_spans: int, gate_id: str,
                 example_gen_id: str) -> tfx.dsl.Resolver:
     """The Examples to train on: this run's (`current`) and those of the newest accepted spans before it."""
-    everything = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                 producer_component_id=example_gen_id, output_key=EXAMPLES_KEY)
     if topology_stock:  # Vertex: TFX's own, the newest K spans CsvExampleGen wrote (refused ones too)
         from tfx.proto import range_config_pb2
 
+        everything = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=example_gen_id, output_key=EXAMPLES_KEY)
         resolver = tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
             config={"range_config": range_config_pb2.RangeConfig(
@@ -166,6 +172,5 @@ def span_window(topology_stock: bool, current: tfx.dsl.Channel, num_spans: int, 
         accepted = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
                                    producer_component_id=gate_id, output_key=ACCEPTED_KEY)
         resolver = tfx.dsl.Resolver(strategy_class=SpanWindow, config={"num_spans": num_spans},
-                                    **{CURRENT_INPUT_KEY: current, EXAMPLES_KEY: everything,
-                                       ACCEPTED_INPUT_KEY: accepted})
+                                    **{EXAMPLES_KEY: current, ACCEPTED_INPUT_KEY: accepted})
     return resolver.with_id(SPAN_WINDOW_ID)

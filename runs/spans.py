@@ -1,7 +1,8 @@
 """Which span a run reads, and whether it has anything to do, decided before anything heavy.
 
 - the newest span read before, unchanged (CsvExampleGen's input fingerprint, recorded on its
-  Examples artifact in MLMD, equals the folder's now): one line, and nothing runs;
+  Examples artifact in MLMD, equals the folder's now), by a run that finished with it (evaluated,
+  or refused by the data gate): one line, and nothing runs;
 - `--train-spans K` whose window would skip span folders that never went through the pipeline:
   refused, naming them (run them first, oldest first: each is then checked against the span
   before it, and the window holds only spans the data gate accepted).
@@ -49,7 +50,7 @@ def unchanged(config: PipelineConfig, data: str | None, metadata: MetadataStore 
     if config.span or found.flat:
         return None
     fingerprint = spans.fingerprint(found, span)
-    seen = [r for r in records(metadata) if r["span"] == span and r["fingerprint"] == fingerprint]
+    seen = [r for r in records(metadata) if r["span"] == span and r["fingerprint"] == fingerprint and r["finished"]]
     if not seen:
         return None
     verdict = "the data gate accepted it" if any(r["accepted"] for r in seen) else "the data gate refused it"

@@ -184,7 +184,7 @@ def test_the_gate_compares_a_span_with_the_nearest_accepted_span_below(history, 
     ([(1, True), (2, True), (3, True)], 2, 3, [1, 2]),  # a backfill's window ends at its span
 ])
 def test_the_window_is_the_run_span_and_the_newest_accepted_spans_before_it(history, current, k, window):
-    from pipeline.resolvers import ACCEPTED_INPUT_KEY, CURRENT_INPUT_KEY, EXAMPLES_KEY, SpanWindow
+    from pipeline.resolvers import ACCEPTED_INPUT_KEY, EXAMPLES_KEY, SpanWindow
 
     h = _History()
     for span, accepted in history:
@@ -192,8 +192,118 @@ def test_the_window_is_the_run_span_and_the_newest_accepted_spans_before_it(hist
     if current not in dict(history):
         h.ingest(current, accepted=True)
     result = SpanWindow(num_spans=k).resolve_artifacts(h.store, {
-        CURRENT_INPUT_KEY: [h.tfx_artifact(h.examples[current], examples=True)],
-        EXAMPLES_KEY: [h.tfx_artifact(i, examples=True) for i in h.examples.values()],
+        EXAMPLES_KEY: [h.tfx_artifact(h.examples[current], examples=True)],
         ACCEPTED_INPUT_KEY: [h.tfx_artifact(i, examples=False) for i in h.accepted.values()],
     })
     assert [a.get_int_custom_property("span") for a in result[EXAMPLES_KEY]] == window
+
+
+# --- end to end: one output directory, a sequence of real runs over growing span folders ----------
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *argv], cwd=REPO, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def span_runs(tmp_path_factory):
+    """--span 1 (backfill), the newest (span 2), the newest again (nothing new), a broken span 3,
+    then span 4 with --train-spans 3: five invocations, four pipeline runs, one store.
+    Returns (output dir, {name: CompletedProcess}, the runs in MLMD oldest first)."""
+    from lineage.query import Lineage
+    from lineage.store import StoreAddress, open_store
+
+    root = tmp_path_factory.mktemp("spans")
+    data, out = root / "data", root / "out"
+    write_span(data, 1)
+    write_span(data, 2)
+    run = ["run", "--output-dir", str(out), "--data-dir", str(data), *SMALL_RUN, "--train-steps", "20"]
+    done = {"span1": _cli(*run, "--span", "1"), "span2": _cli(*run)}
+    done["again"] = _cli(*run)
+    write_span(data, 3, fare_times=20.0)
+    done["broken"] = _cli(*run)
+    write_span(data, 4)
+    done["window"] = _cli(*run, "--train-spans", "3")
+    done["history"] = _cli("history", "--output-dir", str(out), "--json")
+    lineage = Lineage(open_store(StoreAddress(sqlite=out / "metadata.sqlite")))
+    return out, done, [lineage.with_io(r) for r in lineage.runs()]
+
+
+def _span(run) -> int:
+    return run.output("CsvExampleGen", "examples").properties["span"]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_backfill_then_the_newest_span_then_nothing_new(span_runs):
+    _, done, runs = span_runs
+    for name in ("span1", "span2", "again"):
+        assert done[name].returncode == 0, done[name].stderr[-3000:]
+    assert [_span(r) for r in runs[:2]] == [1, 2]
+    assert done["again"].stdout.startswith("No new span in ") and "span 2 is the newest" in done["again"].stdout
+    assert "Running chicago_taxi" not in done["again"].stdout
+    assert len(runs) == 4  # the "nothing new" invocation recorded no run
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_broken_span_is_stopped_and_the_next_is_compared_with_the_last_accepted(span_runs):
+    _, done, runs = span_runs
+    assert done["broken"].returncode == 1 and "Run failed in DataGate" in done["broken"].stderr
+    assert "Traceback" not in done["broken"].stderr
+    assert _span(runs[2]) == 3 and runs[2].states()["DataGate"] == "FAILED"
+    assert done["window"].returncode == 0, done["window"].stderr[-3000:]
+    import json
+
+    history = {row["span"]: row for row in json.loads(done["history"].stdout)}
+    assert history[3]["gate"] == "stopped" and history[3]["compared_with"] == 2
+    assert history[4]["gate"] == "passed" and history[4]["compared_with"] == 2  # not the refused span 3
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_window_of_three_spans_feeds_one_model_skipping_the_refused_span(span_runs):
+    _, done, runs = span_runs
+    window = runs[3]
+    assert window.states()["Trainer"] == "COMPLETE"
+    transform = window.execution("Transform")
+    assert sorted(a.properties["span"] for a in transform.inputs["examples"]) == [1, 2, 4]
+    assert len(window.execution("Trainer").inputs["examples"]) == 3  # Transform's output, one per span
+    assert window.execution("Evaluator").inputs["examples"][0].properties["span"] == 4
+    assert "Data:          span 4 read; trained on spans 1, 2, 4; evaluated on span 4's eval split" in done["window"].stdout
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_the_history_lists_every_run(span_runs):
+    import json
+
+    out, done, runs = span_runs
+    assert done["history"].returncode == 0, done["history"].stderr[-2000:]
+    rows = json.loads(done["history"].stdout)
+    assert [r["run_id"] for r in rows] == [r.run_id for r in runs]
+    assert [r["span"] for r in rows] == [1, 2, 3, 4]
+    assert [r["trained_on"] for r in rows] == [[1], [2], [], [1, 2, 4]]
+    assert rows[1]["drift"] and rows[1]["pushed"] and rows[3]["blessed"] is not None
+    assert (out / "reports" / "history.html").is_file()
+
+
+def test_the_kubeflow_spec_takes_the_span_as_a_runtime_parameter(tmp_path):
+    import json
+
+    import yaml
+
+    from kubeflow import RANGE_CONFIG_PARAM, default_spec_path, range_config_value
+
+    result = _cli("kfp", "compile", "--image", "registry.example.org/tfx-taxi:test", "--pipeline-root",
+                  "gs://tfx-taxi-test/root", "--output-dir", str(tmp_path), "--spans", "--span", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    spec = yaml.safe_load(default_spec_path(tmp_path, "chicago_taxi").read_text())
+    parameter = spec["root"]["inputDefinitions"]["parameters"][RANGE_CONFIG_PARAM]
+    assert json.loads(parameter["defaultValue"]) == {"static_range": {"start_span_number": 3, "end_span_number": 3}}
+    task = spec["root"]["dag"]["tasks"]["CsvExampleGen"]
+    assert task["inputs"]["parameters"]["range_config"]["componentInputParameter"] == RANGE_CONFIG_PARAM
+    assert range_config_value(0) == ""
+    refused = _cli("kfp", "compile", "--image", "registry.example.org/tfx-taxi:test", "--pipeline-root",
+                   "gs://tfx-taxi-test/root", "--output-dir", str(tmp_path), "--spans", "--train-spans", "3")
+    assert refused.returncode == 2 and "--train-spans: open-source Kubeflow runs no resolvers" in refused.stderr
+    assert "Traceback" not in refused.stderr
