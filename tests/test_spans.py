@@ -214,16 +214,20 @@ def span_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("spans")
     data, out = root / "data", root / "out"
-    write_span(data, 1)
-    write_span(data, 2)
+    # 1,800 rows a span: the gate compares drift from 1,000 training examples on (MIN_DRIFT_EXAMPLES).
+    rows = 1800
+    write_span(data, 1, rows)
+    write_span(data, 2, rows)
     run = ["run", "--output-dir", str(out), "--data-dir", str(data), *SMALL_RUN, "--train-steps", "20"]
     done = {"span1": _cli(*run, "--span", "1"), "span2": _cli(*run)}
     done["again"] = _cli(*run)
-    write_span(data, 3, fare_times=20.0)
+    write_span(data, 3, rows, fare_times=20.0)
     done["broken"] = _cli(*run)
-    write_span(data, 4)
+    write_span(data, 4, rows)
     done["window"] = _cli(*run, "--train-spans", "3")
     done["history"] = _cli("history", "--output-dir", str(out), "--json")
+    done["fed_serving"] = _cli("lineage", "spans", "--output-dir", str(out), "--json")
+    done["span2_fed"] = _cli("lineage", "spans", "--output-dir", str(out), "--span", "2", "--json")
     lineage = Lineage(open_store(StoreAddress(sqlite=out / "metadata.sqlite")))
     return out, done, [lineage.with_io(r) for r in lineage.runs()]
 
@@ -307,3 +311,16 @@ def test_the_kubeflow_spec_takes_the_span_as_a_runtime_parameter(tmp_path):
                    "gs://tfx-taxi-test/root", "--output-dir", str(tmp_path), "--spans", "--train-spans", "3")
     assert refused.returncode == 2 and "--train-spans: open-source Kubeflow runs no resolvers" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_lineage_says_which_spans_fed_the_serving_model_and_which_models_a_span_fed(span_runs):
+    import json
+
+    _, done, runs = span_runs
+    fed = json.loads(done["fed_serving"].stdout)
+    assert sorted(int(s) for s in fed["spans"]) == [1, 2, 4]  # the window run's model is the one served
+    models = json.loads(done["span2_fed"].stdout)["models"]
+    trained = [r.output("Trainer", "model").id for r in runs if r.output("Trainer", "model") is not None]
+    assert [m["id"] for m in models] == trained[-2:]  # span 2's own run and the window run, not span 1's
