@@ -350,6 +350,9 @@ def sections(report: RunReport) -> list[Section]:
 
     # Data.
     tables, text = [], []
+    spans = spans_line(run)
+    if spans:
+        text.append(f"Spans: {spans} (the statistics below are span {spans.split()[1]}'s).")
     for split in report.statistics:
         text.append(f"{split.split}: {split.examples:,} examples")
     train = next((s for s in report.statistics if s.split == "train"), report.statistics[0] if report.statistics else None)
