@@ -107,6 +107,19 @@ def test_a_bad_span_is_one_line_before_any_component(tmp_path):
     assert not (tmp_path / "out" / "pipeline_root").exists()
 
 
+def test_a_window_over_spans_that_never_ran_is_refused_naming_them(tmp_path):
+    for n in (1, 2, 3):
+        write_span(tmp_path / "data", n, rows=20)
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--output-dir", str(tmp_path / "out"),
+                             "--data-dir", str(tmp_path / "data"), "--train-spans", "3"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: --train-spans 3: spans 1-2 of {tmp_path / 'data'} never went through the pipeline, so the data "
+        "gate has not checked them: run them first, oldest first (--span 1), or train on fewer spans"]
+    assert not (tmp_path / "out").exists()
+
+
 # --- the resolvers, on MLMD records as a run writes them ------------------------------------------
 
 class _History:
