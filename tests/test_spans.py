@@ -320,10 +320,12 @@ def test_the_kubeflow_spec_takes_the_span_as_a_runtime_parameter(tmp_path):
     task = spec["root"]["dag"]["tasks"]["CsvExampleGen"]
     assert task["inputs"]["parameters"]["range_config"]["componentInputParameter"] == RANGE_CONFIG_PARAM
     assert range_config_value(0) == ""
-    refused = _cli("kfp", "compile", "--image", "registry.example.org/tfx-taxi:test", "--pipeline-root",
-                   "gs://tfx-taxi-test/root", "--output-dir", str(tmp_path), "--spans", "--train-spans", "3")
-    assert refused.returncode == 2 and "--train-spans: open-source Kubeflow runs no resolvers" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    for target in ("kubeflow", "vertex"):
+        refused = _cli("kfp", "compile", "--image", "registry.example.org/tfx-taxi:test", "--pipeline-root",
+                       "gs://tfx-taxi-test/root", "--output-dir", str(tmp_path), "--spans", "--train-spans", "3",
+                       "--target", target)
+        assert refused.returncode == 2 and "--train-spans: a window of spans is resolved from MLMD" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.slow
