@@ -240,6 +240,7 @@ def span_runs(tmp_path_factory):
     done["window"] = _cli(*run, "--train-spans", "3")
     done["history"] = _cli("history", "--output-dir", str(out), "--json")
     done["fed_serving"] = _cli("lineage", "spans", "--output-dir", str(out), "--json")
+    done["fed_window_model"] = _cli("lineage", "spans", "latest-model", "--output-dir", str(out), "--json")
     done["span2_fed"] = _cli("lineage", "spans", "--output-dir", str(out), "--span", "2", "--json")
     lineage = Lineage(open_store(StoreAddress(sqlite=out / "metadata.sqlite")))
     return out, done, [lineage.with_io(r) for r in lineage.runs()]
@@ -334,8 +335,15 @@ def test_lineage_says_which_spans_fed_the_serving_model_and_which_models_a_span_
     import json
 
     _, done, runs = span_runs
-    fed = json.loads(done["fed_serving"].stdout)
-    assert sorted(int(s) for s in fed["spans"]) == [1, 2, 4]  # the window run's model is the one served
+    # The window run's model need not be blessed (20 steps: the baseline may do better on span 4).
+    pushed = [r for r in runs if r.output("Pusher", "pushed_model") is not None
+              and r.output("Pusher", "pushed_model").properties.get("pushed") == 1]
+    served = json.loads(done["fed_serving"].stdout)
+    assert sorted(int(s) for s in served["spans"]) == sorted(
+        a.properties["span"] for a in pushed[-1].execution("Transform").inputs["examples"])
+    window_model = json.loads(done["fed_window_model"].stdout)
+    assert window_model["artifact"]["id"] == runs[3].output("Trainer", "model").id
+    assert sorted(int(s) for s in window_model["spans"]) == [1, 2, 4]
     models = json.loads(done["span2_fed"].stdout)["models"]
     trained = [r.output("Trainer", "model").id for r in runs if r.output("Trainer", "model") is not None]
     assert [m["id"] for m in models] == trained[-2:]  # span 2's own run and the window run, not span 1's
