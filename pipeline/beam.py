@@ -22,6 +22,8 @@ import os
 import re
 from pathlib import Path
 
+from data import spans
+from data.validate import DataError
 from pipeline.config import ConfigError
 from pipeline.locations import is_uri
 
@@ -41,8 +43,14 @@ def input_bytes(data: str | None) -> int:
         return BUNDLED_DATA_BYTES
     if is_uri(data):
         return 0
-    # Regular files only: a dangling link or a directory is the data preflight's to report, in words.
-    return sum(p.stat().st_size for p in Path(data).glob("*.csv") if p.is_file())
+    # Span folders: the newest span's files, what a run's ExampleGen reads (data/spans.py). A layout
+    # that does not check out is the data preflight's to report, in words, as are dangling links.
+    try:
+        found = spans.layout(data)
+        folder = found.folder(found.newest)
+    except DataError:
+        folder = Path(data)
+    return sum(p.stat().st_size for p in folder.glob("*.csv") if p.is_file())
 
 
 @dataclasses.dataclass(frozen=True)

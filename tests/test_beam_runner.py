@@ -84,6 +84,16 @@ def test_auto_mode_is_in_memory_for_small_input_and_multi_processing_for_large(t
     assert beam.profile_args("auto", Settings(), large, data) == large.args(data)
 
 
+def test_auto_mode_measures_the_newest_span_of_a_span_layout(tmp_path, monkeypatch):
+    data = tmp_path / "spans"
+    taxi.write_sample(data / "span-1", rows=400)
+    taxi.write_sample(data / "span-2", rows=20)
+    newest = sum(p.stat().st_size for p in (data / "span-2").glob("*.csv"))
+    assert beam.input_bytes(str(data)) == newest > 0
+    monkeypatch.setattr(beam, "AUTO_MULTI_PROCESSING_BYTES", newest)
+    assert DirectBeam().resolved_mode(str(data)) == "multi_processing"
+
+
 def test_the_profile_reaches_the_pipeline(tmp_path):
     import beam_runner
     from pipeline.config import PipelineConfig
