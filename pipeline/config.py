@@ -89,6 +89,11 @@ class PipelineConfig:
         default=serving_check.DEFAULT_LOAD_TIMEOUT,
         metadata=_help("Serving check: seconds a fresh process without this project's code may take to load the model."),
     )
+    warm_start: bool = dataclasses.field(
+        default=False,
+        metadata=_help("Start training from the latest blessed model's weights (also the Evaluator's baseline); "
+                       "cold, with the reason, when its vocabularies or feature set differ."),
+    )
     enable_cache: bool = dataclasses.field(
         default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")
     )
