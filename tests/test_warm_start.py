@@ -1,6 +1,7 @@
 """Warm start on small artifacts: run_fn starts from the base model's weights when its contract
 matches, and falls back to a cold start, with the reason, when it does not (a few seconds each)."""
 
+import json
 import os
 import shutil
 
@@ -148,3 +149,65 @@ def test_another_architecture_or_an_old_model_is_a_cold_start(transformed, base,
 def test_the_contract_names_every_categorical_vocabulary(transformed):
     _, tft_output, _ = transformed
     assert set(warm_start.contract(tft_output, TINY)["vocabularies"]) == set(features.CATEGORICAL_FEATURE_KEYS)
+
+
+# --- the graph: what --warm-start changes, and what the default keeps ---------------------------
+
+def graph(warm: bool, tmp_path) -> dict:
+    from pipeline.config import PipelineConfig
+    from pipeline.pipeline import create_pipeline
+    from tests.conftest import local_locations
+
+    pipeline = create_pipeline(PipelineConfig(warm_start=warm), local_locations(tmp_path))
+    return {n.id: n for n in pipeline.components}
+
+
+def test_warm_start_feeds_the_trainer_and_the_evaluator_from_one_resolver_without_a_cycle(tmp_path):
+    from pipeline import resolvers
+
+    cold, warm = graph(False, tmp_path / "cold"), graph(True, tmp_path / "warm")
+    assert set(warm) == set(cold) and len(warm) == 13  # the same nodes: the baseline resolver moved
+    resolver = warm[resolvers.BASELINE_MODEL_ID]
+    base = warm["Trainer"].inputs["base_model"]
+    assert base.producer_component_id == resolver.id
+    assert warm["Evaluator"].inputs["baseline_model"].producer_component_id == resolver.id
+    # The resolver reads no output of this run's Trainer (that would be a cycle).
+    assert "Trainer" not in {up.id for up in resolver.upstream_nodes}
+    assert json.loads(warm["Trainer"].exec_properties["custom_config"])[trainer.WARM_START_KEY] is True
+
+
+def test_the_default_graph_has_no_base_model(tmp_path):
+    cold = graph(False, tmp_path)
+    assert "base_model" not in cold["Trainer"].inputs
+    assert trainer.WARM_START_KEY not in json.loads(cold["Trainer"].exec_properties["custom_config"])
+    assert "Trainer" in {up.id for up in cold["latest_blessed_model_resolver"].upstream_nodes}
+
+
+# --- end to end: two --warm-start runs on one store (slow: two small pipeline runs) -------------
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_second_warm_start_run_trains_from_the_first_runs_blessed_model_and_is_judged_against_it(tmp_path):
+    from data import taxi
+    from tests.conftest import latest_summary, run_cli
+
+    data_dir = taxi.write_sample(tmp_path / "data", rows=600)
+    out = tmp_path / "out"
+    first = run_cli(out, data_dir, "--warm-start")
+    first_run = latest_summary(out)
+    first_model = first_run.output("Trainer", "model")
+    assert first_model.properties["warm_start"] == "cold: no blessed model yet"
+    assert "Warm start:    cold: no blessed model yet" in first.stdout
+    assert first_run.output("Evaluator", "blessing").properties["blessed"] == 1
+
+    second = run_cli(out, data_dir, "--warm-start")
+    run = latest_summary(out)
+    assert run.run_id != first_run.run_id
+    # The same data: Transform comes from the cache; the Trainer runs, from the first model's weights.
+    assert run.states()["Transform"] == "CACHED" and run.states()["Trainer"] == "COMPLETE"
+    base_dir = f"{first_model.uri}/Format-Serving"
+    assert run.output("Trainer", "model").properties["warm_start"] == f"warm_start: from {base_dir}"
+    assert f"Warm start:    from {base_dir}" in second.stdout
+    trainer_inputs, evaluator_inputs = run.execution("Trainer").inputs, run.execution("Evaluator").inputs
+    assert [a.id for a in trainer_inputs["base_model"]] == [first_model.id]
+    assert [a.id for a in evaluator_inputs["baseline_model"]] == [first_model.id]
