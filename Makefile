@@ -15,6 +15,7 @@
 #   make bench-distribute [ARGS="--replicas 2 --steps 300"]   Trainer examples/s: 1 replica, N replicas, N workers
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
+#   make simulate [SPANS=5] [ARGS="--warm-start"]   synthetic spans arrive one by one, a run after each, then the history
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -45,6 +46,7 @@ PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 .PHONY: flink-up flink-down run-flink
+.PHONY: simulate
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -97,6 +99,11 @@ bench-distribute:
 
 bench-quick:
 	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(ARGS)
+
+# Into $(OUTPUT_DIR)/simulate (spans in its spans/): span 3 of 4 or more is broken; ARGS go to every run.
+SPANS ?= 5
+simulate:
+	$(ENV) exec python -m benchmarks.simulate --spans $(SPANS) --output-dir "$(OUTPUT_DIR)/simulate" $(ARGS)
 
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)
