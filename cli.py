@@ -1,4 +1,4 @@
-"""The project's command line: `python -m cli run | report | schema | tensorboard | lineage | models | kfp`
+"""The project's command line: `python -m cli run | report | history | schema | tensorboard | lineage | models | kfp`
 (make calls these; the `tfx-taxi` console script is the same `main`).
 
 Options are generated from PipelineConfig's fields (and the model's Hyperparameters) in
@@ -47,8 +47,14 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     from runs.console import heavy_imports
     from runs.errors import failures_told
 
+    from runs.spans import unchanged
+
     with failures_told():
         store.check(write=True)
+        nothing_new = unchanged(config, data, store)  # before TensorFlow: nothing heavy when there is no new span
+    if nothing_new:
+        click.echo(nothing_new)
+        return
     with heavy_imports(output.log_dir, verbose) as log_file:  # after the options were found valid
         import local_runner
     with failures_told():
@@ -96,6 +102,42 @@ def report(run_ref: str, output_dir: Path, pipeline_name: str, out: Path | None,
         html_path, md_path = summary.write_report(
             output, store, found, summary.log_file_of(output, found), out.absolute() if out else None)
     click.echo(f"Report of run {found.run_id}: {html_path}\nMarkdown: {md_path}")
+
+
+@main.command("history")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT_DIR, show_default=True,
+              help="The output directory the runs wrote to (its MLMD store is read).")
+@click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@run_options.metadata_options
+def history(output_dir: Path, pipeline_name: str, as_json: bool, **options: Any) -> None:
+    """Every run, one row each: span, rows, spans trained on, data gate and drift, eval metrics,
+    blessed, pushed version; also written to <output dir>/reports/history.html (with a chart) and .md."""
+    import json
+    import os
+
+    output = run_options.or_usage_error(lambda: OutputDir(output_dir))
+    store = run_options.or_usage_error(lambda: run_options.build_metadata(options, output))
+    from runs.console import descriptors_to
+
+    with descriptors_to(Path(os.devnull)):  # TensorFlow's and TFMA's log lines are of no use here
+        from lineage.query import Lineage
+        from lineage.store import LineageError, open_store
+        from runs import history as runs_history
+        from runs.execute import store_address
+
+        try:
+            raw = open_store(store_address(store))
+            found = runs_history.collect(Lineage(raw), raw, pipeline_name)
+        except LineageError as error:
+            raise click.ClickException(str(error))
+        if not found:
+            raise click.ClickException(f"the store holds no run of pipeline {pipeline_name!r}")
+        html_path, _ = runs_history.write(found, output.reports_dir)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in found], indent=2))
+    else:
+        click.echo(runs_history.text(found) + f"\nHistory report: {html_path} (Markdown beside it)")
 
 
 @main.command()
@@ -277,6 +319,9 @@ def kfp() -> None:
               help="...and its region, e.g. us-central1. [env: VERTEX_REGION]")
 @click.option("--training-machine-type", default="n1-standard-4", show_default=True,
               help="...and the machine type of each training replica.")
+@click.option("--spans", "spans", is_flag=True, default=False,
+              help="The data root holds span-1/, span-2/, ... folders: each run reads one span, the newest unless "
+                   "its range_config runtime parameter names one (kfp submit --span N).")
 @run_options.output_dir_option
 @functools.partial(run_options.data_option, envvar="KFP_DATA_DIR",
                    help_text="Default of the data_root runtime parameter: a URI of CSV files the pods can reach. "
@@ -284,7 +329,7 @@ def kfp() -> None:
 @run_options.beam_options
 @run_options.config_options
 def kfp_compile(image: str, pipeline_root: str, serving_dir: str | None, target: str, output: Path | None,
-                vertex_project: str | None, vertex_region: str | None, training_machine_type: str,
+                vertex_project: str | None, vertex_region: str | None, training_machine_type: str, spans: bool,
                 **options: Any) -> None:
     """Compile the pipeline to a KFP v2 spec (YAML); training settings and Beam options as for `run`."""
     config, output_dir, beam = run_options.or_usage_error(lambda: (
@@ -294,9 +339,10 @@ def kfp_compile(image: str, pipeline_root: str, serving_dir: str | None, target:
 
     settings = run_options.or_usage_error(
         lambda: runner.KubeflowSettings(image, pipeline_root, options.get("data_dir"), serving_dir, target,
-                                        vertex_project, vertex_region, training_machine_type))
+                                        vertex_project, vertex_region, training_machine_type, spans))
     run_options.or_usage_error(lambda: runner.vertex_training(config, settings))
-    path = runner.compile_pipeline(config, settings, beam, output or default_spec_path(output_dir.path, config.pipeline_name))
+    path = run_options.or_usage_error(lambda: runner.compile_pipeline(
+        config, settings, beam, output or default_spec_path(output_dir.path, config.pipeline_name)))
     click.echo(f"Pipeline spec for {target} written to {path}\n  image: {settings.image}\n"
                f"  pipeline root: {settings.pipeline_root}\n  data_root (runtime parameter): {settings.data}\n"
                f"  serving dir: {settings.serving_dir}")
@@ -320,15 +366,18 @@ def kfp_compile(image: str, pipeline_root: str, serving_dir: str | None, target:
 @click.option("--data-dir", "data_dir", default=None,
               help="This run's data: the data_root runtime parameter (a URI of CSV files).")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None, help="This run's training steps.")
+@click.option("--span", type=click.IntRange(min=0), default=None,
+              help="A spec compiled with --spans: the span this run reads (0: the newest).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Any runtime parameter; repeatable.")
 @click.option("--cache/--no-cache", "enable_caching", default=None,
               help="Override the compiled caching setting of every step for this run.")
 def kfp_submit(package: Path | None, output_dir: Path, pipeline_name: str, host: str, token: str | None,
                cookies: str | None, namespace: str | None, experiment: str | None, run_name: str | None,
-               data_dir: str | None, train_steps: int | None, params: tuple[str, ...],
+               data_dir: str | None, train_steps: int | None, span: int | None, params: tuple[str, ...],
                enable_caching: bool | None) -> None:
     """Upload the compiled spec to a KFP endpoint (a new version if it exists) and start a run."""
-    from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, default_spec_path, train_args_value
+    from kubeflow import (DATA_ROOT_PARAM, RANGE_CONFIG_PARAM, TRAIN_ARGS_PARAM, default_spec_path,
+                          range_config_value, train_args_value)
     from kubeflow.submit import Endpoint, SubmitError, submit
 
     arguments: dict[str, Any] = {}
@@ -341,6 +390,8 @@ def kfp_submit(package: Path | None, output_dir: Path, pipeline_name: str, host:
         arguments[DATA_ROOT_PARAM] = data_dir
     if train_steps is not None:
         arguments[TRAIN_ARGS_PARAM] = train_args_value(train_steps)
+    if span is not None:
+        arguments[RANGE_CONFIG_PARAM] = range_config_value(span)
     package = package or default_spec_path(output_dir.absolute(), pipeline_name)
     try:
         done = submit(package, Endpoint(host, token, cookies, namespace), arguments=arguments,

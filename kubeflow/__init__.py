@@ -12,6 +12,16 @@ from pathlib import Path
 # --train-steps N` writes it with train_args_value().
 DATA_ROOT_PARAM = "data_root"
 TRAIN_ARGS_PARAM = "train_args"
+# Compiled with --spans (a data root of span-N/ folders): which span CsvExampleGen reads, as its
+# RangeConfig JSON; empty: the newest. `kfp submit --span N` writes it with range_config_value().
+RANGE_CONFIG_PARAM = "range_config"
+
+
+def range_config_value(span: int) -> str:
+    """The `range_config` runtime parameter's value for span N (0: the newest, TFX's default)."""
+    if not span:
+        return ""
+    return json.dumps({"static_range": {"start_span_number": int(span), "end_span_number": int(span)}})
 
 
 def train_args_value(train_steps: int) -> str:

@@ -19,7 +19,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.version import __version__ as TFX_VERSION
 
-from kubeflow import DATA_ROOT_PARAM, TRAIN_ARGS_PARAM, train_args_value
+from kubeflow import DATA_ROOT_PARAM, RANGE_CONFIG_PARAM, TRAIN_ARGS_PARAM, range_config_value, train_args_value
 from pipeline.beam import DirectBeam
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.locations import Locations
@@ -80,6 +80,9 @@ class KubeflowSettings:
     vertex_project: str | None = None
     vertex_region: str | None = None
     training_machine_type: str = "n1-standard-4"
+    # The data root holds span-1/, span-2/, ... folders: CsvExampleGen reads one span, chosen by
+    # the range_config runtime parameter (default: the newest).
+    spans: bool = False
 
     def __post_init__(self) -> None:
         if not self.image or any(c.isspace() for c in self.image):
@@ -137,7 +140,10 @@ def vertex_training(config: PipelineConfig, settings: KubeflowSettings) -> dict[
 
 def runtime_parameter_defaults(config: PipelineConfig, settings: KubeflowSettings) -> dict[str, str]:
     """The runtime parameters of the compiled pipeline and their values when a run sets none."""
-    return {DATA_ROOT_PARAM: settings.data, TRAIN_ARGS_PARAM: train_args_value(config.train_steps)}
+    defaults = {DATA_ROOT_PARAM: settings.data, TRAIN_ARGS_PARAM: train_args_value(config.train_steps)}
+    if settings.spans:
+        defaults[RANGE_CONFIG_PARAM] = range_config_value(config.span)
+    return defaults
 
 
 def build_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam = DirectBeam()) -> tfx.dsl.Pipeline:
@@ -156,9 +162,11 @@ def build_pipeline(config: PipelineConfig, settings: KubeflowSettings, beam: Dir
         serving_dir=settings.serving_dir,
         metadata=None,
         beam_args=tuple(beam.args(settings.data)),
+        spans=settings.spans,
     )
     return create_pipeline(config.replace(pipeline_name=kfp_pipeline_name(config)), locations, settings.topology,
-                           train_args=params[TRAIN_ARGS_PARAM], vertex_training=vertex_training(config, settings))
+                           train_args=params[TRAIN_ARGS_PARAM], vertex_training=vertex_training(config, settings),
+                           range_config=params.get(RANGE_CONFIG_PARAM))
 
 
 def compile_spec(config: PipelineConfig, settings: KubeflowSettings, beam: DirectBeam = DirectBeam()) -> dict[str, Any]:

@@ -149,3 +149,22 @@ def diff(lin: query.Lineage, run_a: str, run_b: str, no_metrics: bool, pipeline:
     found = query.diff_runs(lin.run(run_a, pipeline=pipeline), lin.run(run_b, pipeline=pipeline),
                             None if no_metrics else metrics.run_metrics)
     return render.diff_text(found), found
+
+
+@lineage.command()
+@click.argument("artifact_ref", default="latest-pushed-model")
+@click.option("--span", "span", type=int, default=None, help="Instead: the models span N fed.")
+@_command
+def spans(lin: query.Lineage, artifact_ref: str, span: int | None):
+    """Which spans fed ARTIFACT_REF (default: the serving model, latest-pushed-model), or, with
+    --span N, which models span N fed and where they were pushed."""
+    if span is not None:
+        found = lin.models_fed_by(span)
+        lines = [f"Span {span} fed {len(found)} model{'s' if len(found) != 1 else ''}:"] + [
+            f"  {m.label()} {m.uri}" + (f"  pushed: {', '.join(p)}" if p else "  not pushed") for m, p in found]
+        return "\n".join(lines), {"span": span, "models": [{**m.to_json(), "pushed": p} for m, p in found]}
+    root, fed = lin.spans_fed(artifact_ref)
+    lines = [f"{root.label()} ({root.uri}) was fed by span{'s' if len(fed) != 1 else ''} "
+             f"{', '.join(map(str, fed)) or 'none recorded'}:"] + [
+        f"  span {s}: " + ", ".join(f"{a.label()} {a.uri}" for a in arts) for s, arts in fed.items()]
+    return "\n".join(lines), {"artifact": root.to_json(), "spans": {s: [a.to_json() for a in arts] for s, arts in fed.items()}}

@@ -34,6 +34,8 @@ CODE_PROPERTIES = (
     "stats_options_updater_fn", "analyzer_cache_fn",
 )
 NAMED_ARTIFACTS = {"latest-pushed-model": "PushedModel", "latest-model": "Model"}
+# CsvExampleGen's Examples carry this custom property (Transform's outputs are Examples too).
+INGESTED_PROPERTY = "input_fingerprint"
 
 
 def value_of(value: mlmd.Value) -> Any:
@@ -408,6 +410,39 @@ class Lineage:
         self._fill_io(executions, artifacts)
         reuses = {producer: len(cached) for producer, cached in reusers.items()}
         return Trace(root, downstream, executions, artifacts, sorted(edges), reuses)
+
+    # --- spans ------------------------------------------------------------------------------------
+
+    def spans_fed(self, ref: str) -> tuple[ArtifactInfo, dict[int, list[ArtifactInfo]]]:
+        """The spans that fed an artifact (by default a model): span -> the Examples CsvExampleGen
+        wrote for it, found in the artifact's upstream trace."""
+        found = self.trace(ref)
+        out: dict[int, list[ArtifactInfo]] = {}
+        for a in found.artifacts.values():
+            if a.type == "Examples" and INGESTED_PROPERTY in a.properties:
+                out.setdefault(int(a.properties.get("span") or 0), []).append(a)
+        return found.root, dict(sorted(out.items()))
+
+    def models_fed_by(self, span: int) -> list[tuple[ArtifactInfo, list[str]]]:
+        """Every model span N fed (in its downstream trace), oldest first, with the serving
+        directories a Pusher published it to."""
+        ingested = [a for a in self.artifacts_of_type("Examples")
+                    if INGESTED_PROPERTY in a.properties and int(a.properties.get("span") or 0) == span]
+        if not ingested:
+            raise LineageError(f"span {span}: no CsvExampleGen Examples of that span in the store")
+        models: dict[int, ArtifactInfo] = {}
+        pushes: dict[int, list[str]] = {}
+        for examples in ingested:
+            found = self.trace(str(examples.id), downstream=True)
+            for a in found.artifacts.values():
+                if a.type == "Model":
+                    models[a.id] = a
+            for execution in found.executions.values():
+                for model in execution.inputs.get("model", []):
+                    for pushed in execution.outputs.get("pushed_model", []):
+                        if pushed.properties.get("pushed") == 1:
+                            pushes.setdefault(model.id, []).append(str(pushed.properties.get("pushed_destination")))
+        return [(m, sorted(set(pushes.get(i, [])))) for i, m in sorted(models.items())]
 
     def _fill_io(self, executions: dict[int, ExecutionInfo], artifacts: dict[int, ArtifactInfo] | None = None) -> None:
         """Attaches each execution's input and output artifacts (only those in `artifacts`, if given)."""

@@ -89,6 +89,14 @@ class PipelineConfig:
         default=serving_check.DEFAULT_LOAD_TIMEOUT,
         metadata=_help("Serving check: seconds a fresh process without this project's code may take to load the model."),
     )
+    span: int = dataclasses.field(
+        default=0, metadata=_help("With a data directory of span-1/, span-2/, ... folders: run on span N "
+                                  "(a backfill); 0: the newest span.")
+    )
+    train_spans: int = dataclasses.field(
+        default=1, metadata=_help("Train on a rolling window of this many spans: the run's span and the newest "
+                                  "spans the data gate accepted before it; evaluate on the run's span alone.")
+    )
     warm_start: bool = dataclasses.field(
         default=False,
         metadata=_help("Start training from the latest blessed model's weights (also the Evaluator's baseline); "
@@ -111,6 +119,10 @@ class PipelineConfig:
             "eval_batch_size": hp.eval_batch_size,
             "embedding_dim": hp.embedding_dim,
         }
+        if self.span < 0:
+            raise ConfigError("span", f"must be a span number (1, 2, ...) or 0 for the newest, got {self.span}")
+        if self.train_spans < 1:
+            raise ConfigError("train_spans", f"must be at least 1, got {self.train_spans}")
         if hp.seed < 0:
             raise ConfigError("seed", f"must be 0 or more, got {hp.seed}")
         for name, value in positive.items():

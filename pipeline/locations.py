@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from components.tflite_export.options import SERVING_SUFFIX as TFLITE_SUFFIX
+from data.spans import SPAN_PREFIX
 from pipeline.config import ConfigError
 from pipeline.metadata import MetadataStore
 
@@ -23,20 +24,21 @@ def is_uri(location: str | Path) -> bool:
 
 
 def check_data(data: str | Path | None, option: str = "data_dir") -> str | None:
-    """A data location as runners take it: a local directory of CSV files (made absolute), a
-    remote URI passed through for the runners whose workers read it, or None (the bundled data)."""
+    """A data location as runners take it: a local directory of CSV files or of span folders
+    (data.spans; made absolute), a remote URI passed through for the runners whose workers read
+    it, or None (the bundled data)."""
     if data is None or is_uri(data):
         return None if data is None else str(data).rstrip("/")
     path = Path(data).expanduser().absolute()
     if not path.is_dir():
         raise ConfigError(option, f"{path} is not a directory")
-    if not any(path.glob("*.csv")):
+    if not any(path.glob("*.csv")) and not any(path.glob(SPAN_PREFIX + "*")):
         try:
             found = sorted(p.name for p in path.iterdir())
         except OSError as error:
             raise ConfigError(option, f"{path} cannot be listed ({error.strerror or error})") from None
         listing = f" (it holds {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
-        raise ConfigError(option, f"{path} holds no *.csv file{listing}")
+        raise ConfigError(option, f"{path} holds no *.csv file and no {SPAN_PREFIX}N folder{listing}")
     return str(path)
 
 
@@ -88,6 +90,7 @@ class Locations:
 
     data: a directory (or URI) of CSV files; None until the run machinery resolves the bundled data.
     metadata: the MLMD store (pipeline.metadata); None where the orchestrator brings its own (Kubeflow).
+    spans: the data directory holds span-1/, span-2/, ... folders (data.spans), not CSV files.
     """
 
     data: Any  # str, or a tfx RuntimeParameter (Kubeflow)
@@ -96,6 +99,7 @@ class Locations:
     serving_dir: str
     metadata: MetadataStore | None
     beam_args: tuple[str, ...] = ()
+    spans: bool = False
 
     @classmethod
     def under(cls, output: OutputDir, data: str | None, schema_file: str | Path,

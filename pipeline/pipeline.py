@@ -23,6 +23,7 @@ from components.pusher.component import Pusher
 from components.serving_check.component import ServingCheck
 from components.tflite_export.component import TFLiteExport
 from components.trainer.executor import Executor as WarmStartTrainerExecutor
+from data import spans
 from models import features
 from models.trainer import HYPERPARAMETERS_KEY, WARM_START_KEY
 from pipeline import resolvers
@@ -61,14 +62,16 @@ def create_pipeline(
     topology: Topology = Topology.LOCAL,
     train_args: tfx.proto.TrainArgs | RuntimeParameter | None = None,
     vertex_training: dict | None = None,
+    range_config: RuntimeParameter | None = None,
 ) -> tfx.dsl.Pipeline:
     """The whole pipeline, from the CSV files at `locations.data` to a pushed model.
 
     `train_args`: a runtime parameter where the orchestrator takes one (Kubeflow); by default
     `config.train_steps`. `vertex_training`: the Trainer's custom_config for TFX's Vertex AI
-    Trainer extension (a CustomJob with worker pools: kubeflow/runner.py).
+    Trainer extension (a CustomJob with worker pools: kubeflow/runner.py). `range_config`: on span
+    folders, CsvExampleGen's RangeConfig (JSON) as a runtime parameter (Kubeflow; empty: the newest).
     """
-    data = _data_stages(config, locations, topology)
+    data = _data_stages(config, locations, topology, range_config)
     model = _model_stages(config, locations, topology, data, train_args, vertex_training)
     shipping = _shipping_stages(config, locations, topology, data, model)
     return tfx.dsl.Pipeline(
@@ -81,9 +84,10 @@ def create_pipeline(
     )
 
 
-def _data_stages(config: PipelineConfig, locations: Locations, topology: Topology) -> dict:
-    """Reads the CSV files, computes statistics, and stops the run on anomalies or drift."""
-    example_gen = tfx.components.CsvExampleGen(input_base=_input_base(locations.data))  # train:eval 2:1 by hash
+def _data_stages(config: PipelineConfig, locations: Locations, topology: Topology,
+                 range_config: RuntimeParameter | None = None) -> dict:
+    """Reads the CSV files (one span), computes statistics, and stops the run on anomalies or drift."""
+    example_gen = _example_gen(config, locations, range_config)  # train:eval 2:1 by hash
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema = tfx.components.ImportSchemaGen(schema_file=locations.schema_file)
     example_validator = tfx.components.ExampleValidator(
@@ -103,6 +107,13 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
         warn_only=config.warn_only_anomalies,
         allow_non_finite=config.allow_non_finite,
     ).with_id(DATA_GATE_ID)
+    window = None
+    if config.train_spans > 1:
+        if not topology.resolvers:
+            raise ConfigError("train_spans", "open-source Kubeflow runs no resolvers, and a window of spans is "
+                                             "resolved from MLMD: compile with --target vertex, or train on one span")
+        window = resolvers.span_window(topology.stock_resolvers, example_gen.outputs["examples"], config.train_spans,
+                                       DATA_GATE_ID, example_gen.id)
     stages = {
         "example_gen": example_gen,
         "statistics_gen": statistics_gen,
@@ -110,8 +121,25 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
         "example_validator": example_validator,
         "accepted_statistics": accepted,
         "data_gate": data_gate,
+        "span_window": window,  # what Transform and the Trainer read; the Evaluator: example_gen's span only
     }
     return {name: node for name, node in stages.items() if node is not None}
+
+
+def _example_gen(config: PipelineConfig, locations: Locations,
+                 range_config: RuntimeParameter | None = None) -> tfx.components.CsvExampleGen:
+    """CsvExampleGen on the data directory; on span folders one span: `config.span`, else the newest
+    (TFX's latest-span resolution); `range_config`: a runtime parameter in its place (Kubeflow)."""
+    if not locations.spans:
+        return tfx.components.CsvExampleGen(input_base=_input_base(locations.data))
+    if range_config is None and config.span:
+        range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=config.span, end_span_number=config.span))
+    return tfx.components.CsvExampleGen(
+        input_base=_input_base(locations.data),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=spans.SPLIT_NAME, pattern=spans.SPAN_PATTERN)]),
+        range_config=range_config,
+    )
 
 
 def _model_stages(config: PipelineConfig, locations: Locations, topology: Topology, data: dict,
@@ -119,8 +147,9 @@ def _model_stages(config: PipelineConfig, locations: Locations, topology: Topolo
     """Transform and Trainer, on data the gate accepted; warm-starting, the latest blessed model
     (the resolver the Evaluator's baseline comes from, then) feeds the Trainer's base_model."""
     fingerprint = code_fingerprint(MODELS_DIR)
+    training = data["span_window"].outputs[resolvers.EXAMPLES_KEY] if "span_window" in data else None
     transform = tfx.components.Transform(
-        examples=data["example_gen"].outputs["examples"],
+        examples=training if training is not None else data["example_gen"].outputs["examples"],
         schema=data["schema"].outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"code_fingerprint": fingerprint},

@@ -1,20 +1,27 @@
 """The pipeline's resolvers: which earlier artifacts a run compares itself with.
 
 - the data gate's drift baseline: the statistics it accepted last from other data than this run's;
-- the Evaluator's baseline: the latest blessed model that is not the candidate.
+- the Evaluator's baseline: the latest blessed model that is not the candidate;
+- with `--train-spans K`, the training window: this run's span and the newest K-1 spans the gate
+  accepted before it (SpanWindow).
+
+On span folders (data.spans) the gate's baseline is per span: the accepted statistics of the
+nearest span below this run's (a span the gate refused is never one), so each new span is
+compared with the last accepted span and a backfill of span N with span N-1's.
 
 Each is built per topology (pipeline.Topology): locally this project's strategies; on Vertex TFX's
 stock ones (KFP v2 compiles only those); on open-source Kubeflow none (its backend cannot run
 resolver executors).
 """
 
-import ml_metadata as mlmd
-from ml_metadata.proto import metadata_store_pb2
+from typing import Any
+
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.v1.dsl.experimental import ResolverStrategy
 
 from components.data_gate.component import ACCEPTED_KEY
+from pipeline.gate_records import EXAMPLES_KEY, SPAN_PROPERTY, VERSION_PROPERTY, accepted_examples, accepted_from, statistics_spans
 
 # LatestAccepted's inputs: the statistics the gate accepted so far, and this run's statistics.
 ACCEPTED_INPUT_KEY = "statistics"
@@ -24,8 +31,10 @@ CANDIDATE_KEY = "candidate"
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
 
+
 ACCEPTED_STATISTICS_ID = "accepted_statistics_resolver"
 BASELINE_MODEL_ID = "latest_blessed_model_resolver"
+SPAN_WINDOW_ID = "span_window_resolver"
 
 
 class LatestAccepted(ResolverStrategy):
@@ -41,17 +50,59 @@ class LatestAccepted(ResolverStrategy):
         current = {a.id for a in input_dict.get(CURRENT_INPUT_KEY, [])}
         accepted = input_dict[ACCEPTED_INPUT_KEY]
         source = accepted_from(store, [a.id for a in accepted]) if current else {}
-        others = [a for a in accepted if source.get(a.id) not in current]
-        return {**input_dict, ACCEPTED_INPUT_KEY: sorted(others, key=lambda a: a.id)[-1:]}
+        others = sorted((a for a in accepted if source.get(a.id) not in current), key=lambda a: a.id)
+        span_of = statistics_spans(store, [*current, *source.values()])
+        span = max((span_of.get(i, 0) for i in current), default=0)
+        if span > 0:  # span folders: the nearest accepted span below (a backfill of span 1: above)
+            spanned = [(span_of.get(source.get(a.id), 0), a) for a in others]
+            below = [(s, a) for s, a in spanned if 0 < s < span]
+            above = [(s, a) for s, a in spanned if s > span]
+            others = ([a for _, a in sorted(below, key=lambda p: (p[0], p[1].id))] or
+                      [a for _, a in sorted(above, key=lambda p: (-p[0], p[1].id))])
+        return {**input_dict, ACCEPTED_INPUT_KEY: others[-1:]}
 
 
-def accepted_from(store: mlmd.MetadataStore, accepted_ids: list[int]) -> dict[int, int]:
-    """Accepted statistics id -> id of the statistics the DataGate execution that output it read."""
-    producers = {e.artifact_id: e.execution_id for e in store.get_events_by_artifact_ids(accepted_ids)
-                 if e.type == metadata_store_pb2.Event.OUTPUT}
-    read = {e.execution_id: e.artifact_id for e in store.get_events_by_execution_ids(set(producers.values()))
-            if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "statistics"}
-    return {artifact: read[execution] for artifact, execution in producers.items() if execution in read}
+class SpanWindow(ResolverStrategy):
+    """The training window: this run's Examples and those of the newest `num_spans - 1` spans below
+    its span that the data gate accepted (the latest version of each), oldest span first.
+
+    TFX's SpanRangeStrategy takes the newest spans CsvExampleGen wrote, a span the gate refused
+    included; this one never trains on such a span, and a backfill's window ends at its span. The
+    earlier spans are found through the gate's accepted statistics (their lineage back to the
+    Examples): a second channel on CsvExampleGen's output would be merged with this run's by
+    TFX's compiler. Fewer accepted spans than asked for: the window is what there is.
+    """
+
+    def __init__(self, num_spans: int):
+        self._num_spans = int(num_spans)
+
+    def resolve_artifacts(self, store, input_dict):  # noqa: ANN001  (TFX's signature)
+        from tfx.types import artifact_utils
+
+        current = list(input_dict.get(EXAMPLES_KEY, []))[-1:]
+        span = _span(current[0]) if current else 0
+        ids = [i for i in accepted_examples(store, [a.id for a in input_dict.get(ACCEPTED_INPUT_KEY, [])])
+               if not current or i != current[0].id]
+        found = store.get_artifacts_by_id(ids) if ids else []
+        types = {t.id: t for t in store.get_artifact_types_by_id(list({a.type_id for a in found}))} if found else {}
+        earlier: dict[int, Any] = {}
+        for artifact in (artifact_utils.deserialize_artifact(types[a.type_id], a) for a in found):
+            s = _span(artifact)
+            if 0 < s < span and (s not in earlier or _newer(artifact, earlier[s])):
+                earlier[s] = artifact
+        keep = sorted(earlier)[max(0, len(earlier) - (self._num_spans - 1)):] if self._num_spans > 1 else []
+        return {**input_dict, EXAMPLES_KEY: [earlier[s] for s in keep] + current}
+
+
+def _span(artifact) -> int:  # noqa: ANN001  (a tfx Artifact)
+    return artifact.get_int_custom_property(SPAN_PROPERTY) if artifact.has_custom_property(SPAN_PROPERTY) else 0
+
+
+def _newer(a, b) -> bool:  # noqa: ANN001
+    def key(x):
+        version = x.get_int_custom_property(VERSION_PROPERTY) if x.has_custom_property(VERSION_PROPERTY) else 0
+        return version, x.id
+    return key(a) > key(b)
 
 
 class LatestBlessedOtherModel(ResolverStrategy):
@@ -107,3 +158,24 @@ def baseline_model(stock: bool, candidate: tfx.dsl.Channel | None) -> tfx.dsl.Re
         resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModel, **{CANDIDATE_KEY: candidate},
                                     **blessed_models)
     return resolver.with_id(BASELINE_MODEL_ID)
+
+
+def span_window(topology_stock: bool, current: tfx.dsl.Channel, num_spans: int, gate_id: str,
+                example_gen_id: str) -> tfx.dsl.Resolver:
+    """The Examples to train on: this run's (`current`) and those of the newest accepted spans before it."""
+    if topology_stock:  # Vertex: TFX's own, the newest K spans CsvExampleGen wrote (refused ones too)
+        from tfx.proto import range_config_pb2
+
+        everything = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=example_gen_id, output_key=EXAMPLES_KEY)
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+            config={"range_config": range_config_pb2.RangeConfig(
+                rolling_range=range_config_pb2.RollingRange(num_spans=num_spans))},
+            **{EXAMPLES_KEY: everything})
+    else:
+        accepted = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=gate_id, output_key=ACCEPTED_KEY)
+        resolver = tfx.dsl.Resolver(strategy_class=SpanWindow, config={"num_spans": num_spans},
+                                    **{EXAMPLES_KEY: current, ACCEPTED_INPUT_KEY: accepted})
+    return resolver.with_id(SPAN_WINDOW_ID)

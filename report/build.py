@@ -205,6 +205,39 @@ def training_line(run: RunInfo) -> str | None:
     return f"{replicas} replica{'s' if replicas > 1 else ''} in sync, {how}; global batch {hp.train_batch_size}"
 
 
+def gate_verdict(run: RunInfo) -> "gate.Verdict | None":
+    """The data gate's check of the run, repeated from what MLMD recorded of its execution (its
+    findings and every compared feature's drift score); None when it did not run or its inputs
+    were not recorded (cached)."""
+    from components.data_gate import gate
+
+    execution = next((e for e in run.executions if e.component_type.endswith("DataGate")), None)
+    inputs = execution.inputs if execution is not None else {}
+    if not all(inputs.get(key) for key in ("statistics", "anomalies", "schema")):
+        return None
+    baseline = inputs.get("baseline_statistics") or [None]
+    return gate.check(inputs["statistics"][0].uri, inputs["anomalies"][0].uri, inputs["schema"][0].uri,
+                      baseline[0].uri if baseline[0] else None, execution.properties)
+
+
+def trained_spans(run: RunInfo) -> list[int]:
+    """The spans the run's model was trained on: those of the Examples Transform read (MLMD)."""
+    transform = run.execution("Transform")
+    examples = transform.inputs.get("examples", []) if transform else []
+    return sorted({int(a.properties.get("span") or 0) for a in examples})
+
+
+def spans_line(run: RunInfo) -> str | None:
+    """Which spans the run read and its model saw; None on a flat directory (span 0 only)."""
+    examples = run.output("CsvExampleGen", "examples")
+    span = int(examples.properties.get("span") or 0) if examples is not None else 0
+    trained = trained_spans(run)
+    if not span and not any(trained):
+        return None
+    seen = f"trained on span{'s' if len(trained) > 1 else ''} {', '.join(map(str, trained))}" if trained else "no model trained"
+    return f"span {span} read; {seen}; evaluated on span {span}'s eval split"
+
+
 def metric_line(values: dict[str, float], names: tuple[str, ...] = MAIN_METRICS) -> str:
     return ", ".join(f"{k}={values[k]:.4g}" for k in names if k in values)
 
@@ -317,6 +350,9 @@ def sections(report: RunReport) -> list[Section]:
 
     # Data.
     tables, text = [], []
+    spans = spans_line(run)
+    if spans:
+        text.append(f"Spans: {spans} (the statistics below are span {spans.split()[1]}'s).")
     for split in report.statistics:
         text.append(f"{split.split}: {split.examples:,} examples")
     train = next((s for s in report.statistics if s.split == "train"), report.statistics[0] if report.statistics else None)

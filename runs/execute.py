@@ -16,7 +16,7 @@ from pathlib import Path
 import models  # noqa: F401  (sets the Keras choice before TensorFlow is imported)
 from tfx import v1 as tfx
 
-from data import taxi
+from data import spans, taxi
 from data.validate import DataError, check_csv_dir
 from lineage.query import Lineage, RunInfo
 from lineage.store import LineageError, StoreAddress, open_store
@@ -25,30 +25,35 @@ from pipeline.locations import Locations, OutputDir, is_uri
 from pipeline.metadata import MetadataStore
 from pipeline.pipeline import create_pipeline, create_schema_pipeline, schema_pipeline_name
 from pipeline.schemas import CURATED_SCHEMA, schema_columns, stage_schema
-from runs import metrics, state, summary as summaries
+from runs import metrics, spans as run_spans, state, summary as summaries
 from runs.console import captured_run, mlmd_node_state
 from runs.errors import RunFailed, first_error_line
 
 Orchestrate = Callable[[tfx.dsl.Pipeline], None]
 
 
-def prepare(output: OutputDir, locations: Locations) -> Locations:
+def prepare(output: OutputDir, locations: Locations, span: int = 0) -> Locations:
     """The locations with the data resolved and checked and the schema staged.
 
     The output directory is created user-only; no data given means the bundled taxi data; local
-    CSV files are checked (DataError names the file and line); the schema is staged at a path
-    that follows its content (pipeline.schemas.stage_schema), under a local pipeline root.
+    CSV files are checked (DataError names the file and line), on span folders (data.spans) the
+    layout and the CSV files of the span the run reads (`span`, 0: the newest); the schema is
+    staged at a path that follows its content (pipeline.schemas.stage_schema), under a local
+    pipeline root.
     """
     output.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if locations.metadata is not None and locations.metadata.sqlite is not None:
         locations.metadata.sqlite.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = locations.data or str(taxi.materialize())
+    spanned = False
     if not is_uri(data):
-        check_csv_dir(Path(data), schema_columns(Path(locations.schema_file)))
+        found = spans.layout(Path(data))
+        check_csv_dir(found.folder(spans.select(found, span)), schema_columns(Path(locations.schema_file)))
+        spanned = not found.flat
     schema = locations.schema_file
     if not is_uri(locations.pipeline_root):
         schema = str(stage_schema(Path(locations.pipeline_root), Path(schema)))
-    return locations.replace(data=data, schema_file=schema)
+    return locations.replace(data=data, schema_file=schema, spans=spanned)
 
 
 def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchestrate: Orchestrate,
@@ -75,8 +80,13 @@ def run(config: PipelineConfig, output: OutputDir, locations: Locations, orchest
 def _run(config: PipelineConfig, output: OutputDir, locations: Locations, orchestrate: Orchestrate, verbose: bool,
          report: bool, log_file: Path | None, pushgateway: str | None, started: float, warnings: list[str]) -> RunInfo:
     with state.guarded(output.path, locations.metadata, locations.pipeline_root):
+        nothing_new = run_spans.unchanged(config, locations.data, locations.metadata)
+        if nothing_new:  # before any component: no silent re-processing of a span read before
+            print(nothing_new)
+            return latest_run(locations.metadata, config.pipeline_name, locations.pipeline_root)
         try:
-            locations = prepare(output, locations)
+            locations = prepare(output, locations, config.span)
+            run_spans.check_window(config, locations.data, locations.metadata)
         except DataError:  # refused before any component started: a failed run all the same
             warnings += metrics.export(config, output, None, False, time.time() - started, pushgateway)
             raise

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from components.data_gate import gate
 from components.serving_check import options as serving_options
 from lineage.query import Lineage, RunInfo
 from pipeline.config import PipelineConfig
@@ -81,13 +80,9 @@ def _data(m: _Metrics, run: RunInfo, span_label: dict[str, str]) -> None:
 
         for split in load_statistics(statistics.uri):
             m.set("tfx_data_examples", "Rows per split (StatisticsGen).", split.examples, split=split.split, **span_label)
-    execution = next((e for e in run.executions if e.component_type.endswith("DataGate")), None)
-    inputs = execution.inputs if execution is not None else {}
-    if not all(inputs.get(key) for key in ("statistics", "anomalies", "schema")):
+    verdict = report_build.gate_verdict(run)
+    if verdict is None:
         return  # not run, or cached without its inputs recorded
-    baseline = inputs.get("baseline_statistics") or [None]
-    verdict = gate.check(inputs["statistics"][0].uri, inputs["anomalies"][0].uri, inputs["schema"][0].uri,
-                         baseline[0].uri if baseline[0] else None, execution.properties)
     m.set("tfx_data_gate_passed", "1 if the data gate let the data through, 0 if it stopped the run.",
           int(verdict.passed))
     counts: dict[tuple[str, str, str], int] = {}

@@ -23,6 +23,9 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
         counts[word] = counts.get(word, 0) + 1
     states = ", ".join(f"{n} {word}" for word, n in sorted(counts.items(), key=lambda kv: kv[0] != "ran"))
     lines = [f"Run {run.run_id}: {run.state.lower()} in {run.seconds:.0f}s ({states})"]
+    spans = report_build.spans_line(run)
+    if spans:
+        lines.append(f"Data:          {spans}")
     evaluation = report_build.collect_evaluation(run)
     if evaluation is not None and evaluation.overall is not None:
         lines.append("Eval metrics: " + report_build.metric_line(evaluation.overall.candidate))
