@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from data import taxi
+from data.spans import SPAN_PREFIX
 from models import features
 
 RESAMPLE_RATE = 0.05
@@ -53,7 +54,6 @@ KEPT_TOGETHER = (
 )
 DEFAULT_SHARD_ROWS = 250_000
 CHUNK_ROWS = 20_000
-SPAN_DIR = "span-{}"  # TFX's {SPAN} pattern: span-1/, span-2/, ...
 # A broken span's sudden change, and which check of the data gate stops it:
 # - "payment": a payment type the curated schema's domain lacks, on BROKEN_SHARE of the rows
 #   (ExampleValidator's ENUM_TYPE_UNEXPECTED_STRING_VALUES: stopped even without a baseline);
@@ -235,7 +235,7 @@ def write(
 
 
 def span_dir(data_dir: Path, span: int) -> Path:
-    return Path(data_dir) / SPAN_DIR.format(span)
+    return Path(data_dir) / f"{SPAN_PREFIX}{span}"  # the layout data.spans reads
 
 
 def span_adjuster(columns: Sequence[str], span: int, fare_drift: float = 0.0,
