@@ -11,6 +11,7 @@
 #   make tensorboard [OUTPUT_DIR=dir] [ARGS="--port 6007"]   TensorBoard on the Trainer's logs (port 6006)
 #   make bench-lineage                      time 'lineage trace' on a store grown to 100+ runs
 #   make bench-tflite                       each TFLite quantization mode on the latest run's model
+#   make bench-spans [ARGS="--rows 1800"]    a --train-spans 3 run against a 1-span run, same span size
 #   make bench-serving                      the serving check's cost on the latest run's model
 #   make bench-distribute [ARGS="--replicas 2 --steps 300"]   Trainer examples/s: 1 replica, N replicas, N workers
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
@@ -47,6 +48,7 @@ PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 .PHONY: flink-up flink-down run-flink
 .PHONY: simulate
+.PHONY: bench-spans
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -86,6 +88,9 @@ bench-tflite:
 
 bench-serving:
 	$(ENV) exec python -m benchmarks.serving --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+bench-spans:
+	$(ENV) exec python -m benchmarks.spans $(ARGS)
 
 # Side by side with TFX's own taxi example, back to back; results in $(OUTPUT_DIR)/bench/bench.{md,png,json}.
 BENCH_ROWS ?= 100000 1000000

@@ -47,11 +47,13 @@ def run(verbose: bool, write_report: bool, **options: Any) -> None:
     from runs.console import heavy_imports
     from runs.errors import failures_told
 
-    from runs.spans import unchanged
+    from runs.spans import check_window, unchanged
 
     with failures_told():
         store.check(write=True)
         nothing_new = unchanged(config, data, store)  # before TensorFlow: nothing heavy when there is no new span
+        if not nothing_new:
+            check_window(config, data, store)
     if nothing_new:
         click.echo(nothing_new)
         return

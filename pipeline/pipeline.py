@@ -109,11 +109,13 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
     ).with_id(DATA_GATE_ID)
     window = None
     if config.train_spans > 1:
-        if not topology.resolvers:
-            raise ConfigError("train_spans", "open-source Kubeflow runs no resolvers, and a window of spans is "
-                                             "resolved from MLMD: compile with --target vertex, or train on one span")
-        window = resolvers.span_window(topology.stock_resolvers, example_gen.outputs["examples"], config.train_spans,
-                                       DATA_GATE_ID, example_gen.id)
+        if topology is not Topology.LOCAL:
+            # KFP v2's compiler (TFX 1.21) compiles LatestArtifactStrategy and LatestBlessedModelStrategy
+            # only (not SpanRangeStrategy, nor this project's), and open-source KFP runs no resolvers.
+            raise ConfigError("train_spans", "a window of spans is resolved from MLMD, and Kubeflow/Vertex compile no "
+                                             "span resolver (KFP v2 takes TFX's latest-artifact and latest-blessed-model "
+                                             "resolvers only): train on one span there")
+        window = resolvers.span_window(example_gen.outputs["examples"], config.train_spans, DATA_GATE_ID)
     stages = {
         "example_gen": example_gen,
         "statistics_gen": statistics_gen,

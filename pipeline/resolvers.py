@@ -31,7 +31,6 @@ CANDIDATE_KEY = "candidate"
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
 
-
 ACCEPTED_STATISTICS_ID = "accepted_statistics_resolver"
 BASELINE_MODEL_ID = "latest_blessed_model_resolver"
 SPAN_WINDOW_ID = "span_window_resolver"
@@ -160,22 +159,11 @@ def baseline_model(stock: bool, candidate: tfx.dsl.Channel | None) -> tfx.dsl.Re
     return resolver.with_id(BASELINE_MODEL_ID)
 
 
-def span_window(topology_stock: bool, current: tfx.dsl.Channel, num_spans: int, gate_id: str,
-                example_gen_id: str) -> tfx.dsl.Resolver:
-    """The Examples to train on: this run's (`current`) and those of the newest accepted spans before it."""
-    if topology_stock:  # Vertex: TFX's own, the newest K spans CsvExampleGen wrote (refused ones too)
-        from tfx.proto import range_config_pb2
-
-        everything = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                     producer_component_id=example_gen_id, output_key=EXAMPLES_KEY)
-        resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-            config={"range_config": range_config_pb2.RangeConfig(
-                rolling_range=range_config_pb2.RollingRange(num_spans=num_spans))},
-            **{EXAMPLES_KEY: everything})
-    else:
-        accepted = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
-                                   producer_component_id=gate_id, output_key=ACCEPTED_KEY)
-        resolver = tfx.dsl.Resolver(strategy_class=SpanWindow, config={"num_spans": num_spans},
-                                    **{EXAMPLES_KEY: current, ACCEPTED_INPUT_KEY: accepted})
+def span_window(current: tfx.dsl.Channel, num_spans: int, gate_id: str) -> tfx.dsl.Resolver:
+    """The Examples to train on: this run's (`current`) and those of the newest accepted spans
+    before it. Local orchestrators only: KFP v2 compiles no span resolver (pipeline.pipeline)."""
+    accepted = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                               producer_component_id=gate_id, output_key=ACCEPTED_KEY)
+    resolver = tfx.dsl.Resolver(strategy_class=SpanWindow, config={"num_spans": num_spans},
+                                **{EXAMPLES_KEY: current, ACCEPTED_INPUT_KEY: accepted})
     return resolver.with_id(SPAN_WINDOW_ID)
