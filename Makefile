@@ -17,6 +17,7 @@
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
 #   make bench-scale [SCALE_ROWS=...]       the faster of direct-mp/Flink at 1M, 3M, 10M synthetic rows
+#   make simulate [SPANS=5] [ARGS="--warm-start"]   synthetic spans arrive one by one, a run after each, then the history
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
@@ -49,6 +50,7 @@ PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
 .PHONY: flink-up flink-down run-flink spark-up spark-down run-spark
+.PHONY: simulate
 .PHONY: bench-spans
 
 run:
@@ -113,6 +115,11 @@ bench-distribute:
 
 bench-quick:
 	$(ENV) exec python -m benchmarks.pipeline --output-dir "$(OUTPUT_DIR)/bench" $(ARGS)
+
+# Into $(OUTPUT_DIR)/simulate (spans in its spans/): span 3 of 4 or more is broken; ARGS go to every run.
+SPANS ?= 5
+simulate:
+	$(ENV) exec python -m benchmarks.simulate --spans $(SPANS) --output-dir "$(OUTPUT_DIR)/simulate" $(ARGS)
 
 schema:
 	$(ENV) exec python -m cli schema --output "$(SCHEMA_OUT)" $(DATA_OPT) $(ARGS)

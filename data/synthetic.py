@@ -18,19 +18,27 @@ chunk: memory does not grow with the number of rows. Output is a function of (ro
 shard_rows) only: each shard draws from its own generator seeded by (seed, shard index).
 
     python -m data.synthetic --rows 1000000 --output-dir /tmp/taxi_1m [--seed 0]
+
+Spans (data arriving period by period, laid out span-1/, span-2/, ... as the pipeline reads them):
+span i's fares (and tips, so the label's rate holds) are the generated ones times
+(1 + fare_drift) ** (i - 1); a broken span has a sudden change the data gate stops (BROKEN_KINDS).
+
+    python -m data.synthetic --spans 5 --rows 3000 --output-dir /tmp/spans --fare-drift 0.03 --broken-span 3
 """
 
 import csv
 import dataclasses
 import math
 import os
+import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from data import taxi
+from data.spans import SPAN_PREFIX
 from models import features
 
 RESAMPLE_RATE = 0.05
@@ -46,6 +54,15 @@ KEPT_TOGETHER = (
 )
 DEFAULT_SHARD_ROWS = 250_000
 CHUNK_ROWS = 20_000
+# A broken span's sudden change, and which check of the data gate stops it:
+# - "payment": a payment type the curated schema's domain lacks, on BROKEN_SHARE of the rows
+#   (ExampleValidator's ENUM_TYPE_UNEXPECTED_STRING_VALUES: stopped even without a baseline);
+# - "fare": fares x100 (L-infinity/Jensen-Shannon drift ~0.9 against the last accepted span, far
+#   beyond the 0.5 limit: needs an accepted span before it and 1,000+ training rows each).
+BROKEN_KINDS = ("payment", "fare")
+BROKEN_PAYMENT_TYPE = "Crypto"
+BROKEN_SHARE = 0.3
+BROKEN_FARE_FACTOR = 100.0
 
 
 def _kind(values: Sequence[str]) -> str:
@@ -180,14 +197,16 @@ def shard_names(rows: int, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[str]:
 def write(
     output_dir: Path,
     rows: int,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     shard_rows: int = DEFAULT_SHARD_ROWS,
     generator: Generator | None = None,
+    adjust: Callable[[np.random.Generator, list[list[str]]], None] | None = None,
 ) -> list[Path]:
     """Writes `rows` synthetic rows as sharded CSV under output_dir; returns the shard paths.
 
     Each shard is written to a hidden temporary name and renamed when complete, so a directory
-    holding every shard name holds complete data (see is_complete).
+    holding every shard name holds complete data (see is_complete). `adjust(rng, chunk)`, if given,
+    changes each chunk of rows in place before it is written (the spans' drift).
     """
     if rows < 1 or shard_rows < 1:
         raise ValueError(f"rows and shard_rows must be at least 1, got {rows} and {shard_rows}")
@@ -197,15 +216,81 @@ def write(
     paths = []
     for index, name in enumerate(shard_names(rows, shard_rows)):
         count = min(shard_rows, rows - index * shard_rows)
-        rng = np.random.default_rng([seed, index])
+        rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), index])
         target, partial = output_dir / name, output_dir / f".{name}.partial"
         with partial.open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(generator.columns)
-            writer.writerows(generator.rows(rng, count))
+            done = 0
+            while done < count:
+                chunk = generator.chunk(rng, min(CHUNK_ROWS, count - done))
+                if adjust is not None:
+                    adjust(rng, chunk)
+                writer.writerows(chunk)
+                done += len(chunk)
+                del chunk  # before the next one is made: one chunk in memory at a time
         os.replace(partial, target)
         paths.append(target)
     return paths
+
+
+def span_dir(data_dir: Path, span: int) -> Path:
+    return Path(data_dir) / f"{SPAN_PREFIX}{span}"  # the layout data.spans reads
+
+
+def span_adjuster(columns: Sequence[str], span: int, fare_drift: float = 0.0,
+                  broken: str | None = None) -> Callable[[np.random.Generator, list[list[str]]], None]:
+    """The change span `span` (1-based) makes to generated rows: its drift, and its break if any."""
+    if broken is not None and broken not in BROKEN_KINDS:
+        raise ValueError(f"broken kind must be one of {', '.join(BROKEN_KINDS)}, not {broken!r}")
+    index = {c: i for i, c in enumerate(columns)}
+    factor = (1.0 + fare_drift) ** (span - 1) * (BROKEN_FARE_FACTOR if broken == "fare" else 1.0)
+    money = [index[features.FARE_KEY], index[features.RAW_LABEL_KEY]]
+
+    def adjust(rng: np.random.Generator, chunk: list[list[str]]) -> None:
+        for row in chunk:
+            if factor != 1.0:
+                for i in money:
+                    if row[i] != "":
+                        row[i] = f"{float(row[i]) * factor:.2f}"
+        if broken == "payment":
+            payment = index["payment_type"]
+            for row, hit in zip(chunk, rng.random(len(chunk)) < BROKEN_SHARE):
+                if hit:
+                    row[payment] = BROKEN_PAYMENT_TYPE
+
+    return adjust
+
+
+def write_span(data_dir: Path, span: int, rows: int, seed: int = 0, fare_drift: float = 0.0,
+               broken: str | None = None, generator: Generator | None = None) -> Path:
+    """Writes span `span` as data_dir/span-<span>/ (deterministic by seed and span); returns it.
+
+    Written under a hidden name and renamed when complete: a reader listing span-* never sees
+    half a span.
+    """
+    if span < 1:
+        raise ValueError(f"spans are numbered from 1, got {span}")
+    generator = generator or Generator()
+    target = span_dir(data_dir, span)
+    partial = target.with_name(f".{target.name}.partial")
+    for path in (partial, target):
+        if path.exists():
+            shutil.rmtree(path)
+    write(partial, rows, seed=[seed, span], generator=generator,
+          adjust=span_adjuster(generator.columns, span, fare_drift, broken))
+    os.replace(partial, target)
+    return target
+
+
+def write_spans(data_dir: Path, spans: int, rows: int, seed: int = 0, fare_drift: float = 0.0,
+                broken_span: int | None = None, broken: str = "payment") -> list[Path]:
+    """Writes spans 1..spans under data_dir, span `broken_span` (if any) broken the `broken` way."""
+    if broken_span is not None and not 1 <= broken_span <= spans:
+        raise ValueError(f"--broken-span must be between 1 and {spans}, got {broken_span}")
+    generator = Generator()
+    return [write_span(data_dir, i, rows, seed, fare_drift, broken if i == broken_span else None, generator)
+            for i in range(1, spans + 1)]
 
 
 def is_complete(output_dir: Path, rows: int, shard_rows: int = DEFAULT_SHARD_ROWS) -> bool:
@@ -223,8 +308,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
+    parser.add_argument("--spans", type=int, help="write this many spans, span-1/ ... (--rows each)")
+    parser.add_argument("--fare-drift", type=float, default=0.0, help="spans: fares rise this much per span (0.03: 3%%)")
+    parser.add_argument("--broken-span", type=int, help="spans: this span has a sudden change the data gate stops")
+    parser.add_argument("--broken-kind", choices=BROKEN_KINDS, default="payment")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.spans is not None:
+        try:
+            paths = write_spans(args.output_dir, args.spans, args.rows, args.seed, args.fare_drift,
+                                args.broken_span, args.broken_kind)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"{args.spans} spans of {args.rows} rows under {args.output_dir} in {time.perf_counter() - started:.1f}s")
+        return
     paths = write(args.output_dir, args.rows, args.seed, args.shard_rows)
     seconds = time.perf_counter() - started
     print(f"{args.rows} rows in {len(paths)} shards under {args.output_dir} in {seconds:.1f}s")

@@ -68,12 +68,14 @@ class WorkerSpec:
     facts_file: str | None
     release_file: str | None  # the chief exits once this exists: every other worker is done
     parent_pid: int
+    base_model_dir: str | None = None  # warm start: the SavedModel every worker starts from
 
 
 def backup_dir_for(root: str, train_files: Sequence[str], transform_output: str, hp: Hyperparameters,
-                   train_steps: int) -> str:
+                   train_steps: int, base_model_dir: str | None = None) -> str:
     """The BackupAndRestore directory of this training: the same inputs give the same directory."""
-    key = json.dumps([sorted(train_files), transform_output, hp.to_dict(), train_steps], sort_keys=True)
+    key = json.dumps([sorted(train_files), transform_output, hp.to_dict(), train_steps]
+                     + ([base_model_dir] if base_model_dir else []), sort_keys=True)
     return os.path.join(root, "backup", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
@@ -120,7 +122,7 @@ def _last_lines(path: Path, count: int = 3, separator: str = " | ") -> str:
 
 def train(train_files: Sequence[str], eval_files: Sequence[str], transform_output: str, hp: Hyperparameters,
           train_steps: int, eval_steps: int, serving_model_dir: str, log_dir: str, backup_dir: str | None,
-          started: Any = None) -> dict[str, Any]:
+          started: Any = None, base_model_dir: str | None = None) -> dict[str, Any]:
     """Trains and exports in hp.workers processes (one for mirrored); returns the chief's facts.
 
     `started(processes)`, if given, is called with the worker Popen objects once all started.
@@ -144,6 +146,7 @@ def train(train_files: Sequence[str], eval_files: Sequence[str], transform_outpu
                 log_dir=log_dir if chief else None, backup_dir=backup_dir,
                 facts_file=os.path.join(log_dir, FACTS_FILE) if chief else None,
                 release_file=str(release) if chief else None, parent_pid=os.getpid(),
+                base_model_dir=base_model_dir,
             )
             spec_path = Path(scratch) / f"worker-{index}.json"
             spec_path.write_text(json.dumps(dataclasses.asdict(spec)))
@@ -258,9 +261,9 @@ def worker_main(spec: WorkerSpec) -> None:
     timing = _timing_callback(keras)
     trained = model.train(spec.train_files, spec.eval_files, tf_transform_output, hp, spec.train_steps,
                           spec.eval_steps, log_dir=spec.log_dir, backup_dir=spec.backup_dir, shard=shard,
-                          callbacks=[timing])
+                          callbacks=[timing], base_model_dir=spec.base_model_dir)
     trained_at = time.perf_counter()
-    model.export_serving_model(trained, tf_transform_output, spec.export_dir)
+    model.export_serving_model(trained, tf_transform_output, spec.export_dir, hp)
     exported = time.perf_counter()
     if spec.facts_file:
         steps = timing.steps

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from models import device, features
+from models import device, features, warm_start
 from models.hyperparameters import STRATEGIES, Hyperparameters
 
 def make_strategy(name: str, replicas: int = 1) -> tf.distribute.Strategy:
@@ -153,11 +153,13 @@ def train(
     backup_dir: str | None = None,
     shard: tuple[int, int] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    base_model_dir: str | None = None,
 ) -> keras.Model:
     """Builds the model under the configured tf.distribute strategy and fits it.
 
     backup_dir: a BackupAndRestore directory, so a rerun after a crash resumes at the last epoch
-    completed; shard: this worker's share of the input (see make_dataset).
+    completed; shard: this worker's share of the input (see make_dataset); base_model_dir: a
+    SavedModel whose weights the model starts from (models.warm_start.decide found it compatible).
     """
     keras.utils.set_random_seed(hp.seed)
     previous_policy = keras.mixed_precision.global_policy()
@@ -166,6 +168,8 @@ def train(
     try:
         with make_strategy(hp.distribution_strategy, hp.replicas).scope():
             model = build_model(vocabulary_sizes(tf_transform_output), hp)
+            if base_model_dir:
+                warm_start.load_weights(model, base_model_dir)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -191,7 +195,8 @@ def train(
 
 
 def export_serving_model(
-    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str,
+    hp: Hyperparameters | None = None,
 ) -> None:
     """Saves a SavedModel whose signatures all take raw features.
 
@@ -200,6 +205,7 @@ def export_serving_model(
       calls it to get the label and the sliced features for evaluation.
     device / device_inputs: the same model on raw values with builtin TFLite ops only, and the
       tf.Example adapter to its inputs (see models/device.py; the TFLite export converts it).
+    With `hp` (what shaped the model), the warm-start contract is written too (models/warm_start.py).
     """
     # Attached to the model so their assets (vocabularies) are saved with it.
     model.tft_layer_serving = tf_transform_output.transform_features_layer()
@@ -220,3 +226,5 @@ def export_serving_model(
     signatures.update(device.make_signatures(lambda transformed: model(to_model_inputs(transformed)), tf_transform_output))
     tf.saved_model.save(model, export_dir, signatures=signatures)
     device.write_contract(export_dir, tf_transform_output)
+    if hp is not None:
+        warm_start.write_contract(export_dir, tf_transform_output, hp)

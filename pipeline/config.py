@@ -97,6 +97,11 @@ class PipelineConfig:
         default=1, metadata=_help("Train on a rolling window of this many spans: the run's span and the newest "
                                   "spans the data gate accepted before it; evaluate on the run's span alone.")
     )
+    warm_start: bool = dataclasses.field(
+        default=False,
+        metadata=_help("Start training from the latest blessed model's weights (also the Evaluator's baseline); "
+                       "cold, with the reason, when its vocabularies or feature set differ."),
+    )
     enable_cache: bool = dataclasses.field(
         default=True, metadata=_help("Reuse the outputs of components whose inputs did not change.")
     )

@@ -15,15 +15,17 @@ from pathlib import Path
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # not re-exported by tfma 0.52
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components import code_fingerprint
 from components.data_gate.component import DataGate
 from components.pusher.component import Pusher
 from components.serving_check.component import ServingCheck
 from components.tflite_export.component import TFLiteExport
+from components.trainer.executor import Executor as WarmStartTrainerExecutor
 from data import spans
 from models import features
-from models.trainer import HYPERPARAMETERS_KEY
+from models.trainer import HYPERPARAMETERS_KEY, WARM_START_KEY
 from pipeline import resolvers
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.locations import Locations
@@ -70,7 +72,7 @@ def create_pipeline(
     folders, CsvExampleGen's RangeConfig (JSON) as a runtime parameter (Kubeflow; empty: the newest).
     """
     data = _data_stages(config, locations, topology, range_config)
-    model = _model_stages(config, locations, data, train_args, vertex_training)
+    model = _model_stages(config, locations, topology, data, train_args, vertex_training)
     shipping = _shipping_stages(config, locations, topology, data, model)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
@@ -142,9 +144,10 @@ def _example_gen(config: PipelineConfig, locations: Locations,
     )
 
 
-def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
+def _model_stages(config: PipelineConfig, locations: Locations, topology: Topology, data: dict,
                   train_args: tfx.proto.TrainArgs | RuntimeParameter | None, vertex_training: dict | None = None) -> dict:
-    """Transform and Trainer, on data the gate accepted."""
+    """Transform and Trainer, on data the gate accepted; warm-starting, the latest blessed model
+    (the resolver the Evaluator's baseline comes from, then) feeds the Trainer's base_model."""
     fingerprint = code_fingerprint(MODELS_DIR)
     training = data["span_window"].outputs[resolvers.EXAMPLES_KEY] if "span_window" in data else None
     transform = tfx.components.Transform(
@@ -160,6 +163,16 @@ def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
     )
     transform.add_upstream_node(data["data_gate"])  # nothing trains on data the gate refused
     trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training else tfx.components.Trainer
+    base = None
+    if config.warm_start:
+        if not topology.resolvers:
+            raise ConfigError("warm_start", f"needs a resolver for the latest blessed model, which the "
+                                            f"{topology.value} topology cannot run")
+        base = resolvers.baseline_model(topology.stock_resolvers, None)
+    warm = {"base_model": base.outputs[resolvers.MODEL_KEY],
+            "custom_executor_spec": executor_spec.ExecutorClassSpec(WarmStartTrainerExecutor)} if base else {}
+    if base and vertex_training:
+        del warm["custom_executor_spec"]  # Vertex's own executor: the decision is logged, not recorded in MLMD
     trainer = trainer_class(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -168,9 +181,10 @@ def _model_stages(config: PipelineConfig, locations: Locations, data: dict,
         train_args=train_args if train_args is not None else tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config={"code_fingerprint": fingerprint, HYPERPARAMETERS_KEY: config.hyperparameters.to_dict(),
-                       **(vertex_training or {})},
+                       **({WARM_START_KEY: True} if base else {}), **(vertex_training or {})},
+        **warm,
     )
-    return {"transform": transform, "trainer": trainer}
+    return {**({"base_model": base} if base else {}), "transform": transform, "trainer": trainer}
 
 
 def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Topology, data: dict,
@@ -178,7 +192,9 @@ def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Top
     """Judges the model against the gates and the latest blessed model; publishes it, last, when
     every gate passed."""
     examples, candidate = data["example_gen"].outputs["examples"], model["trainer"].outputs["model"]
-    baseline = resolvers.baseline_model(topology.stock_resolvers, candidate) if topology.resolvers else None
+    # Warm-starting, the model judged against is the one training started from.
+    baseline = model.get("base_model") or (
+        resolvers.baseline_model(topology.stock_resolvers, candidate) if topology.resolvers else None)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=candidate,
@@ -212,7 +228,8 @@ def _shipping_stages(config: PipelineConfig, locations: Locations, topology: Top
                 base_directory=locations.serving_model_dir(config.model_name))
         ),
     )
-    return [node for node in (baseline, evaluator, serving_check, tflite_export, pusher) if node is not None]
+    own_baseline = None if "base_model" in model else baseline  # else already among the model stages
+    return [node for node in (own_baseline, evaluator, serving_check, tflite_export, pusher) if node is not None]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:

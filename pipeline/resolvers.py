@@ -140,13 +140,18 @@ def accepted_statistics(stock: bool, current: tfx.dsl.Channel, gate_id: str) -> 
     return resolver.with_id(ACCEPTED_STATISTICS_ID)
 
 
-def baseline_model(stock: bool, candidate: tfx.dsl.Channel) -> tfx.dsl.Resolver:
-    """The latest blessed model; `candidate`: the Trainer's model of this run, never its own baseline."""
+def baseline_model(stock: bool, candidate: tfx.dsl.Channel | None) -> tfx.dsl.Resolver:
+    """The latest blessed model; `candidate`: the Trainer's model of this run, never its own baseline.
+
+    candidate=None (warm start): the resolver runs before the Trainer, whose base_model it feeds
+    (taking the Trainer's output as input would be a cycle); nothing of this run is blessed yet,
+    so TFX's strategy already leaves this run's model out.
+    """
     blessed_models = {
         MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     }
-    if stock:
+    if stock or candidate is None:
         resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed_models)
     else:  # never the candidate itself: an unchanged re-run is then served from the cache
         resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModel, **{CANDIDATE_KEY: candidate},

@@ -38,6 +38,9 @@ def format_summary(config: PipelineConfig, output: OutputDir, locations: Locatio
     training = report_build.training_line(run)
     if training:
         lines.append(f"Trained by:    {training}")
+    trained = run.output("Trainer", "model")
+    if trained is not None and trained.properties.get("warm_start"):  # set under --warm-start only
+        lines.append(f"Warm start:    {trained.properties['warm_start'].removeprefix('warm_start: ')}")
     serving_check = run.output("ServingCheck", "blessing")
     if serving_check is not None:
         lines.append(f"Serving check: {report_build.serving_check_line(serving_check.properties)}")
