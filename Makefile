@@ -20,6 +20,9 @@
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
 #   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://... [KFP_DATA_DIR=gs://...]   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
 #   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
+#   make image                              the Kubeflow image, built with buildah (tools/image.sh; cached by lock)
+#   make image-push REGISTRY=host/path      push it as REGISTRY/tfx-taxi:<commit> (DRY_RUN=1: print the command)
+#   make image-size                         the image's size and what makes it up
 #   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081)
 #   make run-flink [ARGS=...]               the pipeline with its Beam components on that cluster
 
@@ -44,7 +47,7 @@ STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
 .PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
-.PHONY: flink-up flink-down run-flink
+.PHONY: flink-up flink-down run-flink image image-push image-size
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -110,6 +113,17 @@ kfp:
 
 kfp-submit:
 	$(ENV) exec python -m cli kfp submit --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+# The Kubeflow image (./Dockerfile) with buildah, inside the environment (which installs buildah).
+REGISTRY ?=
+image:
+	$(ENV) exec bash tools/image.sh build
+
+image-push:
+	$(ENV) exec bash tools/image.sh push "$(REGISTRY)"
+
+image-size:
+	$(ENV) exec bash tools/image.sh size
 
 lock:
 	$(ENV) lock

@@ -3,6 +3,7 @@
 #
 #   tools/image.sh build            make image: build (cached) and tag it; prints the image reference
 #   tools/image.sh name             the reference `build` tags for this checkout (nothing is built)
+#   tools/image.sh size             make image-size: the image's size and its biggest parts
 #   tools/image.sh push REGISTRY    make image-push: tag for REGISTRY and push (DRY_RUN=1: print only)
 #   tools/image.sh run IMAGE [OPTIONS] -- CMD   a command in a new container of IMAGE (tests/kfp_launcher.py)
 #   tools/image.sh buildah ARGS     buildah itself on the project's image store
@@ -124,10 +125,10 @@ cmd_push() {
   case "$registry" in *[[:space:]]*|*://*) die "REGISTRY must look like host[:port]/path, without a scheme, got '$registry'" ;; esac
   local tag source target
   tag=$(commit_tag); source=$IMAGE_NAME:$tag; target=${registry%/}/tfx-taxi:$tag
-  case "$tag" in *-dirty) die "uncommitted changes: commit first, so the pushed tag names what is in the image" ;; esac
   if [ -n "${DRY_RUN:-}" ]; then
-    echo "buildah push $source docker://$target"; return
+    echo "buildah --root $STORE/storage --runroot $STORE/run push $source docker://$target"; return
   fi
+  case "$tag" in *-dirty) die "uncommitted changes: commit first, so the pushed tag names what is in the image" ;; esac
   host_tools
   bah inspect --type image "$source" >/dev/null 2>&1 || die "no image $source: run 'make image' first"
   # Credentials are the user's: `buildah login REGISTRY` (or REGISTRY_AUTH_FILE) beforehand.
@@ -148,11 +149,22 @@ cmd_run() {
   bah run $(ulimits) "${options[@]}" "$ctr" -- "$@"
 }
 
+# The size buildah reports, then what makes it up (du inside a container of the image).
+cmd_size() {
+  local image=${1:-$IMAGE_NAME:$(commit_tag)}
+  bah inspect --type image "$image" >/dev/null 2>&1 || die "no image $image: run 'make image' first"
+  bah images --format '{{.Name}}:{{.Tag}}  {{.Size}}' "$image"
+  cmd_run "$image" -- sh -c 'du -xsm / /usr /opt/venv /opt/tfx-taxi 2>/dev/null;
+    echo "largest in /opt/venv/lib/python3.13/site-packages (MB):";
+    du -sm /opt/venv/lib/python3.13/site-packages/* | sort -rn | head -n 15'
+}
+
 case ${1:-} in
+  size) shift; cmd_size "$@" ;;
   build) cmd_build ;;
   name) echo "$IMAGE_NAME:$(commit_tag)" ;;
   push) shift; cmd_push "$@" ;;
   run) shift; cmd_run "$@" ;;
   buildah) shift; bah "$@" ;;
-  *) die "usage: tools/image.sh build | name | push REGISTRY | run IMAGE [buildah-run options] -- CMD | buildah ARGS" ;;
+  *) die "usage: tools/image.sh build | name | size [IMAGE] | push REGISTRY | run IMAGE [buildah-run options] -- CMD | buildah ARGS" ;;
 esac
