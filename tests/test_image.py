@@ -4,7 +4,8 @@ Slow tier: the first build on a machine installs the whole locked stack (minutes
 afterwards, see benchmarks/README.md). The image is checked against the local environment
 (Keras setting, installed versions, project code), for paths of this machine, and then every
 step of the compiled pipeline runs inside it (tests/kfp_launcher.py stands in for KFP's driver
-and launcher; no cluster can exist here), on 300 rows, down to a pushed model that answers.
+and launcher; no cluster can exist here), on 600 rows (the e2e sample, with SMALL_RUN's lowered gates),
+down to a pushed model that answers.
 """
 
 import hashlib
@@ -157,7 +158,7 @@ def in_image_run(image, compiled, tmp_path_factory):
     spec, _ = compiled
     root = tmp_path_factory.mktemp("bucket")
     # The run's data_root: not the compiled default (<root>/data), so the steps must take the run's value.
-    taxi.write_sample(root / "runs-data", rows=300)
+    taxi.write_sample(root / "runs-data", rows=600)
     arguments = {DATA_ROOT_PARAM: f"{BUCKET_ROOT}/runs-data", TRAIN_ARGS_PARAM: train_args_value(TRAIN_STEPS)}
     run = Run(spec, image, root, arguments)
     order = run.run_all(timeout=1200)

@@ -89,6 +89,7 @@ cmd_build() {
   build_base
   local key tag start pipconf
   key=$(lock_key); tag=$(commit_tag); start=$(date +%s)
+  prune_other_locks "$key"
   # pip in the build trusts the host's CAs through a pip.conf bound for the build only (RUN steps
   # see it; the image does not keep it, and its own CA bundle is Debian's).
   pipconf=$(mktemp "$STORE/pip.conf.XXXXXX"); trap 'rm -f "$pipconf"' RETURN
@@ -100,23 +101,29 @@ cmd_build() {
     tail -n 30 "$STORE/build.log" >&2
     die "buildah build failed; full log: $STORE/build.log"
   fi
-  prune "$key"
+  prune_older_builds "$key"
   say "built $IMAGE_NAME:$tag (lock-$key) in $(( $(date +%s) - start )) s"
   echo "$IMAGE_NAME:$tag"
 }
 
-# Images of older locks go (each holds the whole TensorFlow stack); this lock's stay, with their
-# cached layers, so the next code change rebuilds only the project's layers.
-prune() {
+# A new lock: the images of older locks go first (each holds the whole TensorFlow stack), with
+# their cached layers. Within one lock the cached layers stay (that is the cache), and only the
+# images of earlier builds are removed by their commit tags (the layers they share stay).
+prune_other_locks() {
   local key=$1 ref
-  bah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep "^$IMAGE_NAME:lock-" | grep -vx "$IMAGE_NAME:lock-$key" \
-    | while read -r ref; do bah rmi -f "$ref" >/dev/null 2>&1 || true; done
-  # Commit tags whose image is no longer this lock's latest build: untag (the layers are shared).
-  bah images --format '{{.Name}}:{{.Tag}} {{.ID}}' 2>/dev/null | awk -v n="$IMAGE_NAME" -v k="lock-$key" '
-      $1 ~ "^"n":" { split($1, p, ":"); t = p[length(p)]; if (t == k) keep[$2] = 1; else tags[$1] = $2 }
-      END { for (r in tags) if (!(tags[r] in keep)) print r }' \
-    | while read -r ref; do bah rmi -f "$ref" >/dev/null 2>&1 || true; done
-  bah rmi --prune >/dev/null 2>&1 || true   # dangling layers of replaced builds
+  bah inspect --type image "$IMAGE_NAME:lock-$key" >/dev/null 2>&1 && return
+  for ref in $(bah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null || true); do
+    case "$ref" in "$IMAGE_NAME":*) say "removing $ref (another lock)"; bah rmi -f "$ref" >/dev/null 2>&1 || true ;; esac
+  done
+  bah rmi --prune >/dev/null 2>&1 || true   # their untagged cached layers
+}
+
+prune_older_builds() {
+  local current ref id
+  current=$(bah inspect --type image --format '{{.FromImageID}}' "$IMAGE_NAME:lock-$1" 2>/dev/null) || return 0
+  while read -r ref id; do
+    case "$ref" in "$IMAGE_NAME":*) [ "${id#sha256:}" = "$current" ] || bah rmi "$ref" >/dev/null 2>&1 || true ;; esac
+  done < <(bah images --no-trunc --format '{{.Name}}:{{.Tag}} {{.ID}}' 2>/dev/null || true)
 }
 
 cmd_push() {
