@@ -34,11 +34,18 @@ say() { printf 'image: %s\n' "$*" >&2; }
 die() { printf 'image: error: %s\n' "$*" >&2; exit 1; }
 
 bah() { buildah --root "$STORE/storage" --runroot "$STORE/run" "$@"; }
-# buildah raises the open-files and process limits to 1048576 in each RUN unless told otherwise, which fails
-# where this process may not raise its own (CI containers): keep the limit it has.
-ulimits() { printf '%s\n' "--ulimit=nofile=$(ulimit -Sn):$(ulimit -Hn)" "--ulimit=nproc=$(ulimit -Su):$(ulimit -Hu)"; }
+# buildah raises the open-files and process limits to 1048576 in each container unless told
+# otherwise, which fails where this process may not raise its own (as in CI containers): the
+# containers get the limits this process has, through a containers.conf of the store's own.
+limits_conf() {
+  mkdir -p "$STORE"
+  printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' \
+    "$(ulimit -Sn)" "$(ulimit -Hn)" "$(ulimit -Su)" "$(ulimit -Hu)" > "$STORE/containers.conf"
+  export CONTAINERS_CONF=$STORE/containers.conf
+}
 
 host_tools() {
+  limits_conf
   local missing=()
   command -v buildah >/dev/null 2>&1 || missing+=(buildah)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
@@ -95,7 +102,7 @@ cmd_build() {
   pipconf=$(mktemp "$STORE/pip.conf.XXXXXX"); trap 'rm -f "$pipconf"' RETURN
   printf '[global]\ncert = /run/build-ca.crt\n' > "$pipconf"
   say "building $IMAGE_NAME:$tag from $BASE (log: $STORE/build.log)"
-  if ! bah build --layers --from "$BASE" $(ulimits) \
+  if ! bah build --layers --from "$BASE" \
       --volume "$(readlink -f "$CA_BUNDLE"):/run/build-ca.crt:ro" --volume "$pipconf:/etc/pip.conf:ro" \
       -t "$IMAGE_NAME:$tag" -t "$IMAGE_NAME:lock-$key" -f "$REPO/Dockerfile" "$REPO" > "$STORE/build.log" 2>&1; then
     tail -n 30 "$STORE/build.log" >&2
@@ -146,14 +153,14 @@ cmd_push() {
 # A container of IMAGE, removed afterwards: buildah run's OPTIONS (--volume ...), then -- CMD.
 cmd_run() {
   [ $# -ge 3 ] || die "usage: tools/image.sh run IMAGE [OPTIONS...] -- CMD [ARGS...]"
-  local image=$1 options=() ctr; shift
+  local image=$1 options=(); shift
   while [ $# -gt 0 ] && [ "$1" != -- ]; do options+=("$1"); shift; done
   [ "${1:-}" = -- ] || die "run: no '--' before the command"
   shift
   host_tools
-  ctr=$(bah from -q --pull=never "$image") || die "no image $image: run 'make image' first"
-  trap 'bah rm "$ctr" >/dev/null 2>&1 || true' EXIT
-  bah run $(ulimits) "${options[@]}" "$ctr" -- "$@"
+  RUN_CTR=$(bah from -q --pull=never "$image") || die "no image $image: run 'make image' first"
+  trap 'bah rm "$RUN_CTR" >/dev/null 2>&1 || true' EXIT   # global: the trap runs after this function
+  bah run "${options[@]}" "$RUN_CTR" -- "$@"
 }
 
 # The size buildah reports, then what makes it up (du inside a container of the image).
