@@ -20,7 +20,10 @@ ENV VIRTUAL_ENV=/opt/venv \
 # The lock alone first: this layer is rebuilt only when the lock changes. pip builds pyfarmhash
 # (no cp313 wheel) with BUILD_PACKAGES, removed in the same step so the image does not keep them.
 COPY requirements/lock.txt /opt/tfx-taxi/requirements/lock.txt
+# A site's own CA for pip, for the build only (tools/image.sh passes the host's bundle); unset: none.
+ARG PIP_CERT
 RUN . /opt/tfx-taxi/tools/debian.env \
+ && { [ -n "${PIP_CERT:-}" ] || unset PIP_CERT; } \
  && apt-get update \
  && apt-get install -y --no-install-recommends $BUILD_PACKAGES \
  && python3 -m venv /opt/venv \

@@ -94,16 +94,15 @@ cmd_build() {
   mkdir -p "$STORE"
   exec 9>"$STORE/.build.lock"; flock 9   # one build at a time on this store
   build_base
-  local key tag start pipconf
+  local key tag start cadir
   key=$(lock_key); tag=$(commit_tag); start=$(date +%s)
   prune_other_locks "$key"
-  # pip in the build trusts the host's CAs through a pip.conf bound for the build only (RUN steps
-  # see it; the image does not keep it, and its own CA bundle is Debian's).
-  pipconf=$(mktemp "$STORE/pip.conf.XXXXXX"); trap 'rm -f "$pipconf"' RETURN
-  printf '[global]\ncert = /run/build-ca.crt\n' > "$pipconf"
+  # pip in the build trusts the host's CAs: a copy of the bundle, bound for the RUN steps only at
+  # /mnt (empty in every Debian image, so the bind leaves no mount point behind) and named by the
+  # Dockerfile's PIP_CERT build argument. The image's own CA bundle stays Debian's.
+  cadir=$STORE/build-ca; rm -rf "$cadir"; mkdir -p "$cadir"; cp "$(readlink -f "$CA_BUNDLE")" "$cadir/ca.crt"
   say "building $IMAGE_NAME:$tag from $BASE (log: $STORE/build.log)"
-  if ! bah build --layers --from "$BASE" \
-      --volume "$(readlink -f "$CA_BUNDLE"):/run/build-ca.crt:ro" --volume "$pipconf:/etc/pip.conf:ro" \
+  if ! bah build --layers --from "$BASE" --volume "$cadir:/mnt:ro" --build-arg PIP_CERT=/mnt/ca.crt \
       -t "$IMAGE_NAME:$tag" -t "$IMAGE_NAME:lock-$key" -f "$REPO/Dockerfile" "$REPO" > "$STORE/build.log" 2>&1; then
     tail -n 30 "$STORE/build.log" >&2
     die "buildah build failed; full log: $STORE/build.log"
