@@ -144,6 +144,8 @@ class Run:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         self.seconds[task_name] = time.monotonic() - start
         self.logs[task_name] = result.stdout + result.stderr
+        (self.root_dir / "logs").mkdir(exist_ok=True)  # beside the outputs, for a failed run's reader
+        (self.root_dir / "logs" / f"{task_name}.log").write_text(self.logs[task_name])
         if result.returncode != 0:
             raise AssertionError(f"{task_name} failed in the image (exit {result.returncode}):\n{self.logs[task_name][-6000:]}")
         # The launcher publishes the output artifacts it placed, updated by what the executor wrote.
