@@ -14,7 +14,8 @@
 # code only rebuilds the last two; a new lock rebuilds from the pip step. Each build is tagged
 # <commit> (with -dirty for uncommitted changes) and lock-<hash of the lock file>; images of an
 # older lock are removed. The store lives in the cache directory, beside the environment
-# (IMAGE_STORE; IMAGE_STORAGE_DRIVER overlay, or vfs where overlay cannot mount).
+# (IMAGE_STORE; IMAGE_STORAGE_DRIVER overlay, or vfs where overlay cannot mount, with its own
+# IMAGE_STORE: a store keeps the driver it was made with).
 # Runs inside the project environment (make image: tools/env.sh exec), which installs buildah and
 # debootstrap (tools/debian.env); run directly as root, it installs them with apt-get when missing.
 set -euo pipefail
@@ -167,7 +168,7 @@ cmd_size() {
   local image=${1:-$IMAGE_NAME:$(commit_tag)}
   bah inspect --type image "$image" >/dev/null 2>&1 || die "no image $image: run 'make image' first"
   bah images --format '{{.Name}}:{{.Tag}}  {{.Size}}' "$image"
-  cmd_run "$image" -- sh -c 'du -xsm / /usr /opt/venv /opt/tfx-taxi 2>/dev/null;
+  cmd_run "$image" -- sh -c 'for d in / /usr /var /opt/venv /opt/tfx-taxi; do du -xsm "$d" 2>/dev/null; done;
     echo "largest in /opt/venv/lib/python3.13/site-packages (MB):";
     du -sm /opt/venv/lib/python3.13/site-packages/* | sort -rn | head -n 15'
 }
