@@ -17,10 +17,19 @@ ENV VIRTUAL_ENV=/opt/venv \
     TF_USE_LEGACY_KERAS=1 \
     PYTHONUNBUFFERED=1
 
-# The lock alone first: this layer is rebuilt only when the lock changes.
+# The lock alone first: this layer is rebuilt only when the lock changes. pip builds pyfarmhash
+# (no cp313 wheel) with BUILD_PACKAGES, removed in the same step so the image does not keep them.
 COPY requirements/lock.txt /opt/tfx-taxi/requirements/lock.txt
-RUN python3 -m venv /opt/venv \
- && pip install --no-cache-dir -r /opt/tfx-taxi/requirements/lock.txt
+# A site's own CA for pip, for the build only (tools/image.sh passes the host's bundle); unset: none.
+ARG PIP_CERT
+RUN . /opt/tfx-taxi/tools/debian.env \
+ && { [ -n "${PIP_CERT:-}" ] || unset PIP_CERT; } \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends $BUILD_PACKAGES \
+ && python3 -m venv /opt/venv \
+ && pip install --no-cache-dir -r /opt/tfx-taxi/requirements/lock.txt \
+ && apt-get purge -y --auto-remove $BUILD_PACKAGES \
+ && rm -rf /var/lib/apt/lists/*
 
 # Steps import models.* by module path and read pipeline/schema/ from /opt/tfx-taxi.
 COPY . /opt/tfx-taxi

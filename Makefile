@@ -23,6 +23,9 @@
 #   make lock                               re-resolve pyproject.toml into requirements/lock.txt
 #   make kfp KFP_IMAGE=... KFP_PIPELINE_ROOT=gs://... [KFP_DATA_DIR=gs://...]   compile to $(OUTPUT_DIR)/kubeflow/chicago_taxi.yaml
 #   make kfp-submit KFP_HOST=http://...     upload that spec to a KFP endpoint and start a run
+#   make image                              the Kubeflow image, built with buildah (tools/image.sh; cached by lock)
+#   make image-push REGISTRY=host/path      push it as REGISTRY/tfx-taxi:<commit> (DRY_RUN=1: print the command)
+#   make image-size                         the image's size and what makes it up
 #   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081)
 #   make run-flink [ARGS=...]               the pipeline with its Beam components on that cluster
 #   make spark-up / spark-down              a local Spark standalone cluster (master + 2 workers, spark://127.0.0.1:7077)
@@ -48,10 +51,8 @@ DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
-.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-lineage bench-tflite bench-serving schema env lock clean kfp kfp-submit
-.PHONY: flink-up flink-down run-flink spark-up spark-down run-spark
-.PHONY: simulate
-.PHONY: bench-spans
+.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-lineage bench-tflite bench-serving bench-spans schema env lock clean kfp kfp-submit
+.PHONY: flink-up flink-down run-flink spark-up spark-down run-spark image image-push image-size simulate
 
 run:
 	$(ENV) exec python -m cli run --output-dir "$(OUTPUT_DIR)" $(DATA_OPT) $(STORE_OPT) $(PUSH_OPT) $(ARGS)
@@ -133,6 +134,17 @@ kfp:
 
 kfp-submit:
 	$(ENV) exec python -m cli kfp submit --output-dir "$(OUTPUT_DIR)" $(ARGS)
+
+# The Kubeflow image (./Dockerfile) with buildah, inside the environment (which installs buildah).
+REGISTRY ?=
+image:
+	$(ENV) exec bash tools/image.sh build
+
+image-push:
+	$(ENV) exec bash tools/image.sh push "$(REGISTRY)"
+
+image-size:
+	$(ENV) exec bash tools/image.sh size
 
 lock:
 	$(ENV) lock

@@ -183,7 +183,7 @@ def test_the_rootfs_is_bootstrapped_from_the_images_release_with_the_shared_pack
 def test_the_image_installs_the_shared_packages_read_from_the_same_file(tmp_path):
     instructions = _dockerfile_instructions()
     copies = {args.split()[0]: args.split()[-1] for kind, args in instructions if kind == "COPY"}
-    (install_step,) = [args for kind, args in instructions if kind == "RUN" and "apt-get install" in args]
+    (install_step,) = [args for kind, args in instructions if kind == "RUN" and "$DEBIAN_PACKAGES" in args]
     # The same file with one package more: the step must install what the file says.
     shared = tmp_path / "debian.env"
     shared.write_text(DEBIAN_ENV.read_text() + 'DEBIAN_PACKAGES="$DEBIAN_PACKAGES stand-in-package"\n')
@@ -198,6 +198,12 @@ def test_the_image_installs_the_shared_packages_read_from_the_same_file(tmp_path
     packages = _debian_packages("DEBIAN_PACKAGES") + ["stand-in-package"]
     assert installs == ["apt-get install -y --no-install-recommends " + " ".join(packages)]
     assert not set(packages) & set(_debian_packages("ROOTFS_PACKAGES") + _debian_packages("ROOTFS_EXTRA_PACKAGES"))
+    # The compiler the pip step needs is installed and removed by that step, from the same file.
+    (pip_step,) = [args for kind, args in instructions if kind == "RUN" and "pip install" in args and "-r " in args]
+    assert pip_step.startswith(f". {copies['tools/debian.env']} ")
+    assert "apt-get install -y --no-install-recommends $BUILD_PACKAGES" in pip_step
+    assert "apt-get purge -y --auto-remove $BUILD_PACKAGES" in pip_step
+    assert _debian_packages("ROOTFS_PACKAGES") == _debian_packages("BUILD_PACKAGES")
 
 
 @pytest.mark.skipif(not _glibc_at_least(2, 39), reason="the native route needs glibc >= 2.39")

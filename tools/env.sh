@@ -176,6 +176,9 @@ install_native_extras() {
 # Runs "$@" chrooted into the rootfs. Called inside a private mount namespace (see rootfs_exec).
 enter_rootfs() {
   local d name cwd
+  # The rootfs its own mount point, as a container's root is: tools that make / private inside
+  # (unshare --propagation, buildah unpacking a layer) fail with EINVAL on a plain directory.
+  mount --bind "$ROOTFS" "$ROOTFS"
   for name in dev proc sys; do mount --rbind "/$name" "$ROOTFS/$name"; done
   for d in /*; do
     name=${d#/}
