@@ -169,7 +169,7 @@ def train(
         with make_strategy(hp.distribution_strategy, hp.replicas).scope():
             model = build_model(vocabulary_sizes(tf_transform_output), hp)
             if base_model_dir:
-                warm_start.load_weights(model, base_model_dir)
+                warm_start.load_weights(model, base_model_dir, tf_transform_output, hp, build_model)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

@@ -80,7 +80,7 @@ def test_run_fn_warm_starts_and_records_why(transformed, base, tmp_path):
     # the base model's weights, one step on.
     _, tft_output, _ = transformed
     exported = model.build_model(model.vocabulary_sizes(tft_output), TINY)
-    warm_start.load_weights(exported, args.serving_model_dir)
+    warm_start.load_weights(exported, args.serving_model_dir, tft_output, TINY, model.build_model)
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(exported.get_weights(), base_weights))
     assert 0 < moved <= 1.5 * TINY.learning_rate
     # ...and it can be a base in turn.
@@ -105,21 +105,44 @@ def other_vocabulary(transformed, tmp_path):
     return str(copy)
 
 
-def test_a_vocabulary_mismatch_falls_back_to_a_cold_start_with_the_reason(transformed, base, other_vocabulary,
-                                                                          tmp_path):
+def base_in_memory(tft_output, base_weights):
+    """The base model rebuilt from its trained weights, without the code under test."""
+    rebuilt = model.build_model(model.vocabulary_sizes(tft_output), TINY)
+    rebuilt.set_weights(base_weights)
+    return rebuilt
+
+
+def a_batch(transformed):
+    _, tft_output, examples = transformed
+    inputs, _ = next(iter(model.make_dataset([examples], tft_output, 64, shuffle=False)))
+    return {key: value.numpy() for key, value in inputs.items()}
+
+
+def test_a_changed_vocabulary_carries_each_terms_rows_over(transformed, base, other_vocabulary, tmp_path):
+    """One company term more: the same terms keep their rows, the new one starts fresh, and the
+    model answers as the base model did on the same examples."""
+    _, tft_output, _ = transformed
     base_dir, base_weights = base
     args = run_fn_args(transformed, tmp_path, base_dir, tft_output_dir=other_vocabulary)
     trainer.run_fn(args)
     line = warm_start.read_decision(os.path.dirname(args.serving_model_dir))
     terms = tft.TFTransformOutput(other_vocabulary).vocabulary_size_by_name("company")
-    assert line == (f"cold: vocabulary of company differs ({terms} terms here, {terms - 1} in the base model); "
-                    f"base model {base_dir}")
+    assert line == f"warm_start: from {base_dir} (rows carried over by term: company {terms - 1}/{terms} terms)"
+    changed = tft.TFTransformOutput(other_vocabulary)
+    warm = model.build_model(model.vocabulary_sizes(changed), TINY)
+    warm_start.load_weights(warm, base_dir, changed, TINY, model.build_model)
+    batch = a_batch(transformed)
+    company = features.transformed_name("company")
+    # The out-of-vocabulary id moved up by one (the new term took its place): follow it.
+    batch_here = {**batch, company: np.where(batch[company] == terms - 1, terms, batch[company])}
+    np.testing.assert_allclose(warm(batch_here).numpy(), base_in_memory(tft_output, base_weights)(batch).numpy(),
+                               rtol=1e-6)
 
 
-def test_a_reordered_vocabulary_is_a_mismatch_too(transformed, base, tmp_path):
-    """Same terms, other ids: reusing the rows would swap two terms' weights silently."""
+def test_a_reordered_vocabulary_maps_rows_by_term(transformed, base, tmp_path):
+    """Same terms, other ids: each term's rows follow it, so the model's answers do not change."""
     _, tft_output, _ = transformed
-    base_dir, _ = base
+    base_dir, base_weights = base
     copy = tmp_path / "transform_output"
     shutil.copytree(transform_dir(transformed), copy)
     path = tft.TFTransformOutput(str(copy)).vocabulary_file_by_name("payment_type")
@@ -128,9 +151,36 @@ def test_a_reordered_vocabulary_is_a_mismatch_too(transformed, base, tmp_path):
     assert len(terms) > 1
     with open(path, "w") as f:
         f.write("\n".join(reversed(terms)) + "\n")
-    start_from, line = warm_start.decide(base_dir, tft.TFTransformOutput(str(copy)), TINY)
+    reordered = tft.TFTransformOutput(str(copy))
+    start_from, line = warm_start.decide(base_dir, reordered, TINY)
+    assert start_from == base_dir and line == f"warm_start: from {base_dir} (rows carried over by term: payment_type reordered)"
+    warm = model.build_model(model.vocabulary_sizes(reordered), TINY)
+    warm_start.load_weights(warm, base_dir, reordered, TINY, model.build_model)
+    batch = a_batch(transformed)
+    key, n = features.transformed_name("payment_type"), len(terms)
+    assert len(set(batch[key].ravel())) > 1  # the batch tells the terms apart
+    # The ids this vocabulary gives the same examples: reversed, the out-of-vocabulary id kept.
+    batch_here = {**batch, key: np.where(batch[key] < n, n - 1 - batch[key], batch[key])}
+    base_answers = base_in_memory(tft_output, base_weights)(batch).numpy()
+    np.testing.assert_allclose(warm(batch_here).numpy(), base_answers, rtol=1e-6)
+    # Without the mapping (rows kept by id) the answers would differ: the test can tell.
+    by_id = base_in_memory(tft_output, base_weights)
+    assert not np.allclose(by_id(batch_here).numpy(), base_answers)
+
+
+def test_a_contract_without_the_terms_is_a_cold_start_when_a_vocabulary_changed(transformed, base, other_vocabulary,
+                                                                                tmp_path):
+    base_dir, _ = base
+    early = tmp_path / "early"
+    shutil.copytree(base_dir, early)
+    path = early / "assets.extra" / warm_start.CONTRACT_FILE
+    written = json.loads(path.read_text())
+    for vocab in written["vocabularies"].values():
+        del vocab["values"]
+    path.write_text(json.dumps(written))
+    start_from, line = warm_start.decide(str(early), tft.TFTransformOutput(other_vocabulary), TINY)
     assert start_from is None
-    assert line.startswith("cold: vocabulary of payment_type differs") and "other terms or order" in line
+    assert line.startswith("cold: vocabulary of company differs") and "does not list its terms" in line
 
 
 def test_another_architecture_or_an_old_model_is_a_cold_start(transformed, base, tmp_path):
