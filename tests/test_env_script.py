@@ -253,7 +253,7 @@ def _commands(help_text: str) -> list[str]:
 def test_the_console_script_runs_the_cli():
     result = subprocess.run([str(REPO / "tools" / "bin" / "tfx-taxi"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert _commands(result.stdout) == ["kfp", "lineage", "metadata", "models", "report", "run", "schema", "tensorboard"]
+    assert _commands(result.stdout) == ["history", "kfp", "lineage", "metadata", "models", "report", "run", "schema", "tensorboard"]
 
 
 def test_the_packaged_console_script_is_the_entry_python_m_cli_runs():
