@@ -5,7 +5,8 @@ The same synthetic rows (data/synthetic.py), one run each, back to back:
   direct-mp   `beam_runner.py --profile direct-mp --beam-workers 2` (FnApiRunner, 2 worker processes)
   flink       `beam_runner.py --profile flink` on a Flink session cluster this benchmark starts
               (tools/cluster.sh, its own ports and run directory: a JobManager and two one-slot
-              TaskManagers, parallelism 2) and stops afterwards
+              TaskManagers, parallelism 2) and stops afterwards; SDK workers LOOPBACK
+  flink-pool  the same with `--environment-type EXTERNAL` on the cluster's SDK worker pool
 
 Per run: wall time, peak RSS of the run's process tree (the pipeline, its Beam workers and Beam's
 job server JVM) and of each cluster JVM (JobManager, each TaskManager: daemons, not children of
@@ -22,6 +23,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +34,9 @@ import click
 
 from benchmarks.pipeline import REPO, _gib, _s, loadavg, read_figures, synthetic_dir, tree_rss
 
-PROFILES = ("direct-mp", "flink")
+# flink: SDK workers LOOPBACK (threads of the run's process); flink-pool: EXTERNAL, the worker
+# pool tools/cluster.sh starts beside the cluster (one Python process per TaskManager).
+PROFILES = ("direct-mp", "flink", "flink-pool")
 BEAM_NODES = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 OTHER_NODES = ("Trainer", "TFLiteExport", "ServingCheck")
 
@@ -51,24 +55,32 @@ class ClusterRun:
 
 
 def flink_daemons(run_dir: Path) -> dict[str, int]:
-    """The cluster's JVMs by name, from the pid files tools/cluster.sh's Flink writes."""
+    """The cluster's JVMs and its SDK worker pool by name, from the pid files tools/cluster.sh writes."""
     daemons = {}
     for kind, name in (("standalonesession", "JobManager"), ("taskexecutor", "TaskManager")):
         pidfile = run_dir / f"flink-tfx-taxi-{kind}.pid"
         pids = pidfile.read_text().split() if pidfile.is_file() else []
         for i, pid in enumerate(pids, 1):
             daemons[name if kind == "standalonesession" else f"{name} {i}"] = int(pid)
+    pool = run_dir / "worker-pool.pid"
+    if pool.is_file():  # the SDK worker pool, and with it (its process tree) its workers
+        daemons["worker pool"] = int(pool.read_text().split()[0])
     return daemons
 
 
-def measured_run(argv: list[str], log: Path, daemons: dict[str, int]) -> tuple[float, int, dict[str, int], str, str]:
-    """Runs argv; its wall time, exit code and the peak RSS of its tree, of each daemon and of all together."""
+def measured_run(argv: list[str], log: Path, daemons: dict[str, int],
+                 rss_limit: int | None = None) -> tuple[float, int, dict[str, int], str, str]:
+    """Runs argv; its wall time, exit code and the peak RSS of its tree, of each daemon and of all together.
+
+    Over rss_limit bytes (all together), the run's process tree is killed (exit -9): a run past the
+    goal's memory has failed it, and the machine stays usable.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     before = loadavg()
     peaks = {"run": 0, **{name: 0 for name in daemons}, "sum": 0}
     with log.open("w") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         done = threading.Event()
 
         def sample() -> None:
@@ -77,6 +89,11 @@ def measured_run(argv: list[str], log: Path, daemons: dict[str, int]) -> tuple[f
                 for name, value in now.items():
                     peaks[name] = max(peaks[name], value)
                 peaks["sum"] = max(peaks["sum"], sum(now.values()))
+                if rss_limit and peaks["sum"] > rss_limit and proc.poll() is None:
+                    out.write(f"\nbenchmark: killed, peak RSS {_gib(peaks['sum'])} GiB over the limit "
+                              f"{_gib(rss_limit)} GiB\n")
+                    out.flush()
+                    os.killpg(proc.pid, signal.SIGKILL)
                 done.wait(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -104,17 +121,22 @@ def cluster(action: str, env: dict[str, str]) -> None:
 
 
 def one_run(out: Path, profile: str, rows: int, data: Path, extra: list[str], flink: str | None,
-            daemons: dict[str, int]) -> ClusterRun:
+            daemons: dict[str, int], rss_limit: int | None = None, pool_port: str | None = None) -> ClusterRun:
     from pipeline.locations import OutputDir
 
     target = out / f"beam-{profile}-{rows}"
     shutil.rmtree(target, ignore_errors=True)
-    argv = [sys.executable, "beam_runner.py", "--profile", profile, "--output-dir", str(target),
-            "--data-dir", str(data), *extra]
-    argv += ["--flink-master", flink] if profile == "flink" else ["--beam-workers", "2"]
+    argv = [sys.executable, "beam_runner.py", "--profile", profile.removesuffix("-pool"), "--output-dir",
+            str(target), "--data-dir", str(data), *extra]
+    if profile.startswith("flink"):
+        argv += ["--flink-master", flink]
+        if profile == "flink-pool":
+            argv += ["--environment-type", "EXTERNAL", "--image", f"127.0.0.1:{pool_port}"]
+    else:
+        argv += ["--beam-workers", "2"]
     click.echo(f"... {profile}, {rows:,} rows", err=True)
     wall, code, peaks, before, after = measured_run(argv, out / "logs" / f"beam-{profile}-{rows}.log",
-                                                    daemons if profile == "flink" else {})
+                                                    daemons if profile.startswith("flink") else {}, rss_limit)
     figures = read_figures(profile, None, OutputDir(target).metadata_path, "chicago_taxi", rows, 0)
     return ClusterRun(profile, rows, wall, code, peaks, figures.components, before, after,
                       str(out / "logs" / f"beam-{profile}-{rows}.log"))
@@ -128,11 +150,13 @@ def markdown(title: str, runs: list[ClusterRun]) -> str:
     for r in runs:
         per = ", ".join(f"{name} {_gib(v)}" for name, v in r.peak_rss.items() if name != "sum")
         cells = " | ".join(_s(r.components.get(n)) for n in BEAM_NODES + OTHER_NODES)
-        status = "" if r.returncode == 0 else f" **FAILED (exit {r.returncode}, {r.log})**"
+        status = ("" if r.returncode == 0 else f" **KILLED at the RSS limit ({r.log})**"
+                  if r.returncode == -signal.SIGKILL else f" **FAILED (exit {r.returncode}, {r.log})**")
         lines.append(f"| {r.profile}{status} | {r.rows:,} | {r.wall_s:.0f} | {_gib(r.peak_rss['sum'])} | {per} | "
                      f"{cells} | {r.load_before} -> {r.load_after} |")
     lines += ["", "run: the pipeline's process tree (its Beam workers, Beam's job server JVM); JobManager and "
-              "TaskManagers: the Flink cluster's JVMs; sum: the peak of all of them at once.", ""]
+              "TaskManagers: the Flink cluster's JVMs; worker pool: the SDK worker pool and its workers (flink-pool); "
+              "sum: the peak of all of them at once.", ""]
     return "\n".join(lines)
 
 
@@ -152,8 +176,10 @@ def faster(previous: Path) -> str:
               show_default=True, help="--scale: the profile; auto: the faster in <output dir>/bench-beam.json.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Synthetic data seed.")
 @click.option("--arg", "extra", multiple=True, help="Extra beam_runner.py option for every run, e.g. --arg=--no-report.")
+@click.option("--rss-limit-gib", type=float, default=20.0, show_default=True,
+              help="Kill a run whose processes hold more than this together (0: no limit).")
 def main(output_dir: Path, row_counts: tuple[int, ...], scale: bool, scale_profile: str, seed: int,
-         extra: tuple[str, ...]) -> None:
+         extra: tuple[str, ...], rss_limit_gib: float) -> None:
     out = output_dir.absolute()
     out.mkdir(parents=True, exist_ok=True)
     if scale:
@@ -162,19 +188,20 @@ def main(output_dir: Path, row_counts: tuple[int, ...], scale: bool, scale_profi
     else:
         profiles = PROFILES
     env, flink, daemons = None, None, {}
-    if "flink" in profiles:
+    if any(p.startswith("flink") for p in profiles):
         run_dir = out / "flink-run"
         shutil.rmtree(run_dir, ignore_errors=True)
         env = dict(os.environ, FLINK_REST_PORT=str(free_port()), FLINK_RPC_PORT=str(free_port()),
-                   FLINK_RUN_DIR=str(run_dir))
+                   FLINK_WORKER_POOL_PORT=str(free_port()), FLINK_RUN_DIR=str(run_dir))
         click.echo("... starting a Flink cluster", err=True)
         cluster("up", env)
         flink, daemons = f"127.0.0.1:{env['FLINK_REST_PORT']}", flink_daemons(run_dir)
-    runs = []
+    runs, limit = [], int(rss_limit_gib * 2**30) or None
     try:
         for rows in row_counts:
             data, _ = synthetic_dir(out, rows, seed)
-            runs += [one_run(out, p, rows, data, list(extra), flink, daemons) for p in profiles]
+            runs += [one_run(out, p, rows, data, list(extra), flink, daemons, limit,
+                             env and env["FLINK_WORKER_POOL_PORT"]) for p in profiles]
     finally:
         if env is not None:
             cluster("down", env)

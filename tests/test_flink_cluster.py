@@ -7,15 +7,19 @@ server is the one .ci/run fetches with Maven (`tools/cluster.sh flink fetch`). N
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from pipeline import beam
 from tests.cluster_runs import (BEAM_STAGES, assert_same_as_direct, beam_runner, direct_sample_run,  # noqa: F401
                                 free_port)
-from tests.conftest import REPO, SMALL_RUN
+from tests.conftest import REPO, SMALL_RUN, latest_summary
 
 
 def test_flink_profile_on_this_machine_uses_loopback_both_slots_and_the_cached_job_server():
@@ -45,19 +49,26 @@ def test_an_unreachable_master_fails_before_any_component_runs_naming_the_addres
 # --- on a real cluster (slow) ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def flink_cluster(tmp_path_factory):
-    """A JobManager and two TaskManagers on free ports; yields the REST address; always stopped."""
+def cluster_env(tmp_path_factory):
+    """A JobManager, two TaskManagers and the SDK worker pool on free ports; yields tools/cluster.sh's
+    environment for them (ports, run directory); always stopped."""
     run_dir = tmp_path_factory.mktemp("flink-run")
     env = dict(os.environ, FLINK_REST_PORT=str(free_port()), FLINK_RPC_PORT=str(free_port()),
-               FLINK_RUN_DIR=str(run_dir))
+               FLINK_WORKER_POOL_PORT=str(free_port()), FLINK_RUN_DIR=str(run_dir))
     try:
         up = subprocess.run(["bash", "tools/cluster.sh", "flink", "up"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)
         assert up.returncode == 0, up.stderr[-3000:]
-        yield f"127.0.0.1:{env['FLINK_REST_PORT']}"
+        yield env
     finally:
         subprocess.run(["bash", "tools/cluster.sh", "flink", "down"], cwd=REPO, env=env, capture_output=True,
                        timeout=300)
+
+
+@pytest.fixture(scope="module")
+def flink_cluster(cluster_env):
+    """The cluster's REST address."""
+    return f"127.0.0.1:{cluster_env['FLINK_REST_PORT']}"
 
 
 def rest(master: str, path: str):
@@ -76,11 +87,17 @@ def test_check_says_the_cluster_can_take_a_run(flink_cluster):
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_the_pipeline_runs_on_the_cluster_as_on_the_direct_runner(flink_cluster, direct_sample_run, tmp_path):
+def test_the_pipeline_runs_on_the_cluster_as_on_the_direct_runner(cluster_env, flink_cluster, direct_sample_run,
+                                                                  tmp_path):
+    """With the SDK workers in the cluster's worker pool (one process per TaskManager); the killed
+    TaskManager's test below runs them LOOPBACK, the profile's default."""
     data, direct_out = direct_sample_run
     flink_out = tmp_path / "flink"
-    ran = beam_runner("--profile", "flink", "--flink-master", flink_cluster, "--output-dir", str(flink_out),
-                      "--data-dir", str(data), *SMALL_RUN, timeout=2400)
+    pool = f"127.0.0.1:{cluster_env['FLINK_WORKER_POOL_PORT']}"
+    pool_log = Path(cluster_env["FLINK_RUN_DIR"]) / "log" / "worker-pool.log"
+    ran = beam_runner("--profile", "flink", "--flink-master", flink_cluster, "--environment-type", "EXTERNAL",
+                      "--image", pool, "--output-dir", str(flink_out), "--data-dir", str(data), *SMALL_RUN,
+                      timeout=2400)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     # The same product as `make run`: progress lines, summary, report.
     assert "] CsvExampleGen" in ran.stdout and "Model blessed:" in ran.stdout and "Report:" in ran.stdout
@@ -96,4 +113,50 @@ def test_the_pipeline_runs_on_the_cluster_as_on_the_direct_runner(flink_cluster,
             tms = rest(flink_cluster, f"/jobs/{job['jid']}/vertices/{vertex['id']}/taskmanagers")["taskmanagers"]
             used |= {tm["taskmanager-id"] for tm in tms}
         assert len(used) == 2, (job["name"], used)
+    # The pool's own log: a worker process started for each TaskManager's environment.
+    assert pool_log.read_text().count("Starting worker with command") >= 2 * len(BEAM_STAGES), pool_log.read_text()
     assert_same_as_direct(flink_out, direct_out)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_killed_taskmanager_fails_the_run_in_one_line_and_the_rerun_resumes_from_the_cache(
+        cluster_env, flink_cluster, direct_sample_run, tmp_path):
+    """SIGKILL of a TaskManager while the second Beam job (StatisticsGen's) runs on the cluster."""
+    data, _ = direct_sample_run
+    out = tmp_path / "killed"
+    argv = [sys.executable, "beam_runner.py", "--profile", "flink", "--flink-master", flink_cluster,
+            "--output-dir", str(out), "--data-dir", str(data), *SMALL_RUN]
+    before = {job["jid"] for job in rest(flink_cluster, "/jobs/overview")["jobs"]}
+    run = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 900
+    while run.poll() is None and killed is None and time.monotonic() < deadline:
+        jobs = [j for j in rest(flink_cluster, "/jobs/overview")["jobs"] if j["jid"] not in before]
+        if len(jobs) >= 2 and any(j["state"] == "RUNNING" for j in jobs):
+            killed = int((Path(cluster_env["FLINK_RUN_DIR"]) / "flink-tfx-taxi-taskexecutor.pid").read_text().split()[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.1)
+    stdout, stderr = run.communicate(timeout=900)
+    assert killed, "the run ended before its second Beam job ran: nothing was killed\n" + stdout[-2000:]
+    assert run.returncode == 1, stdout[-3000:] + stderr[-3000:]
+    # One line that names the component, no traceback.
+    assert "Traceback" not in stderr, stderr[-3000:]
+    failed = [line for line in stderr.splitlines() if line.startswith("Run failed in ")]
+    assert len(failed) == 1, stderr[-3000:]
+    assert any(node in failed[0] for node in BEAM_STAGES[1:]), failed
+    # The store is intact: it opens, and ExampleGen's examples, made before the kill, are complete.
+    after_kill = latest_summary(out)
+    assert after_kill.states().get("CsvExampleGen") == "COMPLETE", after_kill.states()
+    assert "FAILED" in after_kill.states().values(), after_kill.states()
+
+    # `up` brings back the lost TaskManager; the re-run takes ExampleGen from the cache and completes.
+    up = subprocess.run(["bash", "tools/cluster.sh", "flink", "up"], cwd=REPO, env=cluster_env, capture_output=True,
+                        text=True, timeout=300)
+    assert up.returncode == 0 and "starting 1" in up.stderr, up.stderr
+    assert len(rest(flink_cluster, "/taskmanagers")["taskmanagers"]) == 2
+    rerun = beam_runner("--profile", "flink", "--flink-master", flink_cluster, "--output-dir", str(out),
+                        "--data-dir", str(data), *SMALL_RUN, timeout=2400)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    states = latest_summary(out).states()
+    assert states["CsvExampleGen"] == "CACHED" and states["Evaluator"] == "COMPLETE", states

@@ -11,6 +11,7 @@ cluster's start, the direct run shared with tests/test_flink_cluster.py, the Spa
 
 import json
 import os
+from collections import Counter
 import subprocess
 import urllib.request
 
@@ -70,6 +71,22 @@ def spark_cluster(tmp_path_factory):
                        timeout=300)
 
 
+def tasks_by_executor(events) -> dict[str, tuple[Counter, Counter]]:
+    """Application id -> (successful tasks, other task ends) per executor id, from Spark's event logs."""
+    found = {}
+    for log in events.iterdir():
+        app, done, failed = None, Counter(), Counter()
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerApplicationStart":
+                app = event["App ID"]
+            elif event["Event"] == "SparkListenerTaskEnd":
+                ok = event["Task End Reason"]["Reason"] == "Success"
+                (done if ok else failed)[event["Task Info"]["Executor ID"]] += 1
+        found[app] = (done, failed)
+    return found
+
+
 def web_json(url: str):
     with urllib.request.urlopen(f"{url}/json/", timeout=10) as answer:
         return json.load(answer)
@@ -90,8 +107,12 @@ def test_check_says_the_cluster_can_take_a_run(spark_cluster):
 def test_the_pipeline_runs_on_the_cluster_as_on_the_direct_runner(spark_cluster, direct_sample_run, tmp_path):
     master, ui = spark_cluster
     data, direct_out = direct_sample_run
-    spark_out = tmp_path / "spark"
-    ran = beam_runner("--profile", "spark", "--spark-master", master, "--spark-web-ui", ui,
+    spark_out, events = tmp_path / "spark", tmp_path / "spark-events"
+    events.mkdir()
+    # Spark's own event logs, written by the job server (the driver), say which executor ran each task.
+    event_log = [f"--beam-arg=--job_server_jvm_property={p}"
+                 for p in ("-Dspark.eventLog.enabled=true", f"-Dspark.eventLog.dir=file://{events}")]
+    ran = beam_runner("--profile", "spark", "--spark-master", master, "--spark-web-ui", ui, *event_log,
                       "--output-dir", str(spark_out), "--data-dir", str(data), *SMALL_RUN, timeout=2400)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     # The same product as `make run`: progress lines, summary, report.
@@ -108,4 +129,9 @@ def test_the_pipeline_runs_on_the_cluster_as_on_the_direct_runner(spark_cluster,
     for worker in state["workers"]:
         ran_for = {e["appid"] for e in web_json(worker["webuiaddress"])["finishedexecutors"]}
         assert ran_for == {app["id"] for app in apps}, (worker["id"], ran_for)
+    # ... and both executors of every application (one per worker) ran tasks of it, all successful.
+    tasks = tasks_by_executor(events)
+    assert set(tasks) == {app["id"] for app in apps}, (sorted(tasks), apps)
+    for app, (done, failed) in tasks.items():
+        assert len(done) == 2 and all(n > 0 for n in done.values()) and not failed, (app, done, failed)
     assert_same_as_direct(spark_out, direct_out)

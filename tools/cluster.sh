@@ -22,7 +22,8 @@
 # server the Maven modules of tools/jobserver/spark/pom.xml plus that same distribution's jars, so
 # the job server's Spark client is the cluster's Spark.
 #
-# Settings (environment): FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_RUN_DIR (where
+# Settings (environment): FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123), FLINK_WORKER_POOL_PORT
+# (50000: the SDK worker pool `flink up` starts beside the cluster), FLINK_RUN_DIR (where
 # config, logs and pid files live; default <cache>/flink-run); SPARK_MASTER_PORT (7077),
 # SPARK_MASTER_WEBUI_PORT (8080), SPARK_RUN_DIR (default <cache>/spark-run). Tests start their own
 # clusters with their own ports and run directories.
@@ -51,6 +52,7 @@ SPARK_WORKERS=2
 REST_PORT=${FLINK_REST_PORT:-8081}
 RPC_PORT=${FLINK_RPC_PORT:-6123}
 RUN_DIR=${FLINK_RUN_DIR:-$CACHE/flink-run}
+POOL_PORT=${FLINK_WORKER_POOL_PORT:-50000}
 TASKMANAGERS=2
 
 say() { printf 'cluster: %s\n' "$*" >&2; }
@@ -148,10 +150,15 @@ EOF
 write_config() {
   mkdir -p "$RUN_DIR/conf" "$RUN_DIR/log"
   cp "$FLINK_HOME"/conf/log4j*.properties "$RUN_DIR/conf/"
-  # Memory for a 2-core, 24 GiB machine shared with the pipeline itself: with LOOPBACK the Python
-  # SDK workers run in the submitting process, so the JVMs only move bytes between them. Network
-  # buffers: Flink's defaults (about 83 MB here, and 512 buffers per batch shuffle partition) fail
-  # a Beam stage of ExampleGen's size with "Insufficient number of network buffers".
+  # Memory for a 2-core, 24 GiB machine shared with the pipeline itself: the Python SDK workers run
+  # outside the JVMs (LOOPBACK: in the submitting process), so the JVMs only move bytes between
+  # them. Network buffers: Flink's defaults (about 83 MB here, and 512 buffers per batch shuffle
+  # partition) fail a Beam stage of ExampleGen's size with "Insufficient number of network
+  # buffers". Task off-heap: Beam's gRPC data channel to the SDK workers buffers in direct memory,
+  # which Flink caps at framework + task off-heap + network; with none for tasks, a partition of
+  # 1M rows sent to a busy SDK worker fails with "OutOfMemoryError: Direct buffer memory".
+  # Heartbeats: a killed TaskManager is dropped after 15 s instead of Flink's 50 s, so the job fails
+  # soon and `up` can bring the cluster back to full strength.
   {
     sed -n '/^env:/,/^[a-z]/p' "$FLINK_HOME/conf/config.yaml" | sed '$d'   # the JVM's --add-opens
     cat <<EOF
@@ -162,11 +169,14 @@ jobmanager.memory.process.size: 1024m
 taskmanager.host: 127.0.0.1
 taskmanager.bind-host: 127.0.0.1
 taskmanager.numberOfTaskSlots: 1
-taskmanager.memory.process.size: 1536m
+taskmanager.memory.process.size: 2560m
+taskmanager.memory.task.off-heap.size: 768m
 taskmanager.memory.managed.size: 128m
 taskmanager.memory.network.min: 256m
 taskmanager.memory.network.max: 256m
 taskmanager.network.sort-shuffle.min-buffers: 64
+heartbeat.interval: 2000
+heartbeat.timeout: 15000
 parallelism.default: $TASKMANAGERS
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
@@ -183,17 +193,67 @@ flink_env() {
     FLINK_IDENT_STRING=tfx-taxi "$@"
 }
 
-flink_up() {
-  if rest_answers; then say "Flink already answers on 127.0.0.1:$REST_PORT ($(taskmanagers_up) TaskManagers)"; return; fi
-  ensure_flink
-  ensure_job_server
-  write_config
-  flink_env "$FLINK_HOME/bin/jobmanager.sh" start > /dev/null
+# The TaskManager processes of this run directory that are alive (pid file lines whose process runs).
+live_taskmanagers() {
+  local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid n=0
+  [ -s "$pidfile" ] || { echo 0; return; }
+  for pid in $(cat "$pidfile"); do kill -0 "$pid" 2>/dev/null && n=$((n + 1)); done
+  echo "$n"
+}
+
+# Beam's SDK worker pool for this cluster (upstream/worker_pool.py): one Python worker process per
+# TaskManager, for runs with --environment-type EXTERNAL --image 127.0.0.1:$POOL_PORT.
+pool_alive() { [ -s "$RUN_DIR/worker-pool.pid" ] && kill -0 "$(cat "$RUN_DIR/worker-pool.pid")" 2>/dev/null; }
+pool_up() {
+  pool_alive && return
+  # Only the pool runs in the background ($! is its pid), holding none of this script's streams.
+  in_env bash -c 'cd "$1" || exit 1
+                  nohup python -m upstream.worker_pool "127.0.0.1:$2" > "$3/log/worker-pool.log" 2>&1 < /dev/null &
+                  echo $! > "$3/worker-pool.pid"' _ "$REPO" "$POOL_PORT" "$RUN_DIR"
   local i
-  for i in $(seq "$TASKMANAGERS"); do flink_env "$FLINK_HOME/bin/taskmanager.sh" start > /dev/null; done
+  for i in $(seq 60); do
+    grep -q "listening on" "$RUN_DIR/log/worker-pool.log" 2>/dev/null && return
+    pool_alive || break
+    sleep 1
+  done
+  tail -n 5 "$RUN_DIR/log/worker-pool.log" >&2 || true
+  flink_down
+  die "the SDK worker pool did not start on 127.0.0.1:$POOL_PORT (log: $RUN_DIR/log/worker-pool.log)"
+}
+pool_down() {
+  pool_alive || return 0
+  local pid i; pid=$(cat "$RUN_DIR/worker-pool.pid")
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$RUN_DIR/worker-pool.pid"
+}
+
+flink_up() {
+  local i missing=$TASKMANAGERS
+  if rest_answers; then
+    # A running cluster that lost TaskManagers (killed, crashed) gets them back; a whole one is left alone.
+    missing=$((TASKMANAGERS - $(live_taskmanagers)))
+    if [ "$missing" -le 0 ]; then
+      pool_up
+      say "Flink already answers on 127.0.0.1:$REST_PORT ($(taskmanagers_up) TaskManagers)"; return; fi
+    say "Flink answers on 127.0.0.1:$REST_PORT with $((TASKMANAGERS - missing)) of $TASKMANAGERS TaskManagers: starting $missing"
+    local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid
+    for pid in $(cat "$pidfile"); do kill -0 "$pid" 2>/dev/null && echo "$pid"; done > "$pidfile.live" || true
+    mv "$pidfile.live" "$pidfile"
+  else
+    ensure_flink
+    ensure_job_server
+    write_config
+    flink_env "$FLINK_HOME/bin/jobmanager.sh" start > /dev/null
+  fi
+  for i in $(seq "$missing"); do flink_env "$FLINK_HOME/bin/taskmanager.sh" start > /dev/null; done
+  # The JobManager drops a lost TaskManager after heartbeat.timeout: then exactly the live ones are listed.
   for i in $(seq 90); do
     [ "$(taskmanagers_up || echo 0)" = "$TASKMANAGERS" ] && {
+      pool_up
       say "Flink $FLINK_VERSION up: REST http://127.0.0.1:$REST_PORT, $TASKMANAGERS TaskManagers (logs: $RUN_DIR/log)"
+      say "SDK worker pool: 127.0.0.1:$POOL_PORT (--environment-type EXTERNAL --image 127.0.0.1:$POOL_PORT)"
       say "job server jar: $JOB_SERVER_JAR"
       return; }
     sleep 1
@@ -211,11 +271,13 @@ flink_down() {
     flink_env "$FLINK_HOME/bin/flink-daemon.sh" stop-all "$kind" > /dev/null 2>&1 || true
     stopped=1
   done
+  pool_alive && { pool_down; stopped=1; }
   if [ "$stopped" = 1 ]; then say "Flink stopped (run directory $RUN_DIR)"; else say "no Flink running from $RUN_DIR"; fi
 }
 
 flink_status() {
-  if rest_answers; then echo "Flink: REST http://127.0.0.1:$REST_PORT answers, $(taskmanagers_up) TaskManagers"
+  if rest_answers; then echo "Flink: REST http://127.0.0.1:$REST_PORT answers, $(taskmanagers_up) TaskManagers" \
+    "$(pool_alive && echo "SDK worker pool 127.0.0.1:$POOL_PORT" || echo "no SDK worker pool")"
   else echo "Flink: nothing answers on 127.0.0.1:$REST_PORT"; return 1; fi
 }
 
