@@ -103,8 +103,9 @@ bench:
 	$(ENV) exec python -m benchmarks.distribute --output-dir "$(OUTPUT_DIR)/bench/project" --json-out "$(OUTPUT_DIR)/bench/distribute.json"
 	$(ENV) exec python -m benchmarks.beam_clusters --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(BEAM_BENCH_ROWS),--rows $(n))
 
-# The same synthetic rows on direct-mp and on a Flink cluster (bench-beam.md, part of `make bench`), and
-# the scaling line of the faster one (bench-scale.md; reads bench-beam.json, direct-mp without it).
+# The same synthetic rows on direct-mp and on a Flink cluster, LOOPBACK and with its SDK worker pool
+# (bench-beam.md, part of `make bench`), and the scaling line of the fastest (bench-scale.md; reads
+# bench-beam.json, direct-mp without it).
 BEAM_BENCH_ROWS ?= 1000000
 SCALE_ROWS ?= 1000000 3000000 10000000
 bench-scale:

@@ -105,7 +105,8 @@ def main(verbose: bool, write_report: bool, profile: str, pipeline_root: str | N
     if check or profile in ("flink", "spark"):
         if profile not in ("flink", "spark"):
             raise click.UsageError(f"--check: profile {profile} has no cluster to check (flink and spark have)")
-        checks = (flink_preflight(settings.flink_master) if profile == "flink"
+        pool = settings.image if settings.environment_type == "EXTERNAL" else None
+        checks = (flink_preflight(settings.flink_master, pool) if profile == "flink"
                   else spark_preflight(settings.spark_master, spark_web_ui))
         if check:
             for each in checks:

@@ -37,6 +37,7 @@ from benchmarks.pipeline import REPO, _gib, _s, loadavg, read_figures, synthetic
 # flink: SDK workers LOOPBACK (threads of the run's process); flink-pool: EXTERNAL, the worker
 # pool tools/cluster.sh starts beside the cluster (one Python process per TaskManager).
 PROFILES = ("direct-mp", "flink", "flink-pool")
+INTERRUPTED = -signal.SIGINT  # a run stopped by Ctrl-C: its figures so far are kept, no later run starts
 BEAM_NODES = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 OTHER_NODES = ("Trainer", "TFLiteExport", "ServingCheck")
 
@@ -98,7 +99,12 @@ def measured_run(argv: list[str], log: Path, daemons: dict[str, int],
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        code = proc.wait()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C (SIGINT): stop the run, keep what it measured so far
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = INTERRUPTED
         wall = time.perf_counter() - started
         done.set()
         sampler.join()
@@ -151,7 +157,8 @@ def markdown(title: str, runs: list[ClusterRun]) -> str:
         per = ", ".join(f"{name} {_gib(v)}" for name, v in r.peak_rss.items() if name != "sum")
         cells = " | ".join(_s(r.components.get(n)) for n in BEAM_NODES + OTHER_NODES)
         status = ("" if r.returncode == 0 else f" **KILLED at the RSS limit ({r.log})**"
-                  if r.returncode == -signal.SIGKILL else f" **FAILED (exit {r.returncode}, {r.log})**")
+                  if r.returncode == -signal.SIGKILL else f" **STOPPED by hand ({r.log})**"
+                  if r.returncode == INTERRUPTED else f" **FAILED (exit {r.returncode}, {r.log})**")
         lines.append(f"| {r.profile}{status} | {r.rows:,} | {r.wall_s:.0f} | {_gib(r.peak_rss['sum'])} | {per} | "
                      f"{cells} | {r.load_before} -> {r.load_after} |")
     lines += ["", "run: the pipeline's process tree (its Beam workers, Beam's job server JVM); JobManager and "
@@ -196,21 +203,28 @@ def main(output_dir: Path, row_counts: tuple[int, ...], scale: bool, scale_profi
         click.echo("... starting a Flink cluster", err=True)
         cluster("up", env)
         flink, daemons = f"127.0.0.1:{env['FLINK_REST_PORT']}", flink_daemons(run_dir)
+    name = "bench-scale" if scale else "bench-beam"
+    title = (f"Scaling: {profiles[0]} at " + ", ".join(f"{r:,}" for r in row_counts) + " rows") if scale else \
+        "The Beam components on direct-mp and on Flink (parallelism 2), the same rows"
     runs, limit = [], int(rss_limit_gib * 2**30) or None
     try:
         for rows in row_counts:
             data, _ = synthetic_dir(out, rows, seed)
-            runs += [one_run(out, p, rows, data, list(extra), flink, daemons, limit,
-                             env and env["FLINK_WORKER_POOL_PORT"]) for p in profiles]
+            for profile in profiles:
+                runs.append(one_run(out, profile, rows, data, list(extra), flink, daemons, limit,
+                                    env and env["FLINK_WORKER_POOL_PORT"]))
+                # After every run, so that a long series stopped part way keeps what it measured.
+                text = markdown(title, runs)
+                (out / f"{name}.md").write_text(text)
+                (out / f"{name}.json").write_text(json.dumps({"runs": [dataclasses.asdict(r) for r in runs]},
+                                                             indent=1))
+                if runs[-1].returncode == INTERRUPTED:
+                    break
+            if runs and runs[-1].returncode == INTERRUPTED:
+                break
     finally:
         if env is not None:
             cluster("down", env)
-    name = "bench-scale" if scale else "bench-beam"
-    title = (f"Scaling: {profiles[0]} at " + ", ".join(f"{r:,}" for r in row_counts) + " rows") if scale else \
-        "The Beam components on direct-mp and on Flink (parallelism 2), the same rows"
-    text = markdown(title, runs)
-    (out / f"{name}.md").write_text(text)
-    (out / f"{name}.json").write_text(json.dumps({"runs": [dataclasses.asdict(r) for r in runs]}, indent=1))
     click.echo(text)
     click.echo(f"Written: {out / (name + '.md')}, {out / (name + '.json')}")
 

@@ -289,9 +289,10 @@ class Check:
     line: str
 
 
-def flink_preflight(master: str) -> list[Check]:
+def flink_preflight(master: str, worker_pool: str | None = None) -> list[Check]:
     """What a Flink run needs, one line each: the master answers, runs a Flink that Beam and the
-    job server accept, the job server jar is there, Java is there. Asks the cluster's REST API."""
+    job server accept, the job server jar is there, Java is there; and with EXTERNAL SDK workers,
+    that their worker pool (`worker_pool`, host:port) answers. Asks the cluster's REST API."""
     import json
     import urllib.request
 
@@ -316,7 +317,22 @@ def flink_preflight(master: str) -> list[Check]:
     jar = flink_job_server_jar()
     checks.append(Check(jar.is_file(), f"Beam job server jar {jar} " + (
         "is present" if jar.is_file() else "is missing; `make flink-up` (or tools/cluster.sh flink jar) builds it")))
+    if worker_pool:
+        checks.append(pool_check(worker_pool))
     return checks + [java_check()]
+
+
+def pool_check(address: str) -> Check:
+    """An SDK worker pool (--environment-type EXTERNAL) accepts connections at host:port."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        return Check(True, f"SDK worker pool {address} answers")
+    except (OSError, ValueError) as error:
+        return Check(False, f"SDK worker pool {address} does not answer ({getattr(error, 'strerror', None) or error}); "
+                            "`make flink-up` starts one on 127.0.0.1:50000")
 
 
 def java_check() -> Check:

@@ -46,6 +46,15 @@ def test_an_unreachable_master_fails_before_any_component_runs_naming_the_addres
     assert len(check.stdout.strip().splitlines()) == 3, check.stdout  # master, jar, Java: no version to judge
 
 
+def test_check_names_an_sdk_worker_pool_that_does_not_answer():
+    pool = f"127.0.0.1:{free_port()}"  # nothing listens there
+    check = beam_runner("--profile", "flink", "--flink-master", f"127.0.0.1:{free_port()}",
+                        "--environment-type", "EXTERNAL", "--image", pool, "--check")
+    assert check.returncode == 1
+    assert f"NO  SDK worker pool {pool} does not answer" in check.stdout, check.stdout
+    assert len(check.stdout.strip().splitlines()) == 4, check.stdout  # master, jar, pool, Java
+
+
 # --- on a real cluster (slow) ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -77,12 +86,16 @@ def rest(master: str, path: str):
 
 
 @pytest.mark.slow
-def test_check_says_the_cluster_can_take_a_run(flink_cluster):
+def test_check_says_the_cluster_can_take_a_run(cluster_env, flink_cluster):
     check = beam_runner("--profile", "flink", "--flink-master", flink_cluster, "--check")
     assert check.returncode == 0, check.stdout + check.stderr
     lines = check.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("ok ") for line in lines), check.stdout
     assert "Flink 1.19." in lines[0]
+    pool = f"127.0.0.1:{cluster_env['FLINK_WORKER_POOL_PORT']}"  # the pool `flink up` started
+    with_pool = beam_runner("--profile", "flink", "--flink-master", flink_cluster, "--environment-type", "EXTERNAL",
+                            "--image", pool, "--check")
+    assert with_pool.returncode == 0 and f"ok  SDK worker pool {pool} answers" in with_pool.stdout, with_pool.stdout
 
 
 @pytest.mark.slow
@@ -133,7 +146,9 @@ def test_a_killed_taskmanager_fails_the_run_in_one_line_and_the_rerun_resumes_fr
     deadline = time.monotonic() + 900
     while run.poll() is None and killed is None and time.monotonic() < deadline:
         jobs = [j for j in rest(flink_cluster, "/jobs/overview")["jobs"] if j["jid"] not in before]
-        if len(jobs) >= 2 and any(j["state"] == "RUNNING" for j in jobs):
+        # RUNNING with running tasks: a job is RUNNING as soon as it waits for slots, and with one
+        # TaskManager gone before its tasks are placed it would only wait (5 min) for the slot.
+        if len(jobs) >= 2 and any(j["state"] == "RUNNING" and j["tasks"].get("running", 0) > 0 for j in jobs):
             killed = int((Path(cluster_env["FLINK_RUN_DIR"]) / "flink-tfx-taxi-taskexecutor.pid").read_text().split()[0])
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.1)

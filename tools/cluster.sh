@@ -241,6 +241,11 @@ flink_up() {
     local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid
     for pid in $(cat "$pidfile"); do kill -0 "$pid" 2>/dev/null && echo "$pid"; done > "$pidfile.live" || true
     mv "$pidfile.live" "$pidfile"
+    # Until the JobManager has dropped the lost ones (heartbeat.timeout), its count would include them.
+    for i in $(seq 30); do
+      [ "$(taskmanagers_up || echo 0)" -le "$((TASKMANAGERS - missing))" ] && break
+      sleep 1
+    done
   else
     ensure_flink
     ensure_job_server
@@ -248,7 +253,6 @@ flink_up() {
     flink_env "$FLINK_HOME/bin/jobmanager.sh" start > /dev/null
   fi
   for i in $(seq "$missing"); do flink_env "$FLINK_HOME/bin/taskmanager.sh" start > /dev/null; done
-  # The JobManager drops a lost TaskManager after heartbeat.timeout: then exactly the live ones are listed.
   for i in $(seq 90); do
     [ "$(taskmanagers_up || echo 0)" = "$TASKMANAGERS" ] && {
       pool_up
