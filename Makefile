@@ -26,7 +26,7 @@
 #   make image                              the Kubeflow image, built with buildah (tools/image.sh; cached by lock)
 #   make image-push REGISTRY=host/path      push it as REGISTRY/tfx-taxi:<commit> (DRY_RUN=1: print the command)
 #   make image-size                         the image's size and what makes it up
-#   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081)
+#   make flink-up / flink-down              a local Flink session cluster (JobManager + 2 TaskManagers, 127.0.0.1:8081; SDK worker pool :50000)
 #   make run-flink [ARGS=...]               the pipeline with its Beam components on that cluster
 #   make spark-up / spark-down              a local Spark standalone cluster (master + 2 workers, spark://127.0.0.1:7077)
 #   make run-spark [ARGS=...]               the pipeline with its Beam components on that cluster

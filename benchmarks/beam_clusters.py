@@ -144,7 +144,9 @@ def one_run(out: Path, profile: str, rows: int, data: Path, extra: list[str], fl
     wall, code, peaks, before, after = measured_run(argv, out / "logs" / f"beam-{profile}-{rows}.log",
                                                     daemons if profile.startswith("flink") else {}, rss_limit)
     figures = read_figures(profile, None, OutputDir(target).metadata_path, "chicago_taxi", rows, 0)
-    return ClusterRun(profile, rows, wall, code, peaks, figures.components, before, after,
+    # A component still RUNNING when the run was killed has no time of its own (n/a, not 0).
+    times = {n: t for n, t in figures.components.items() if figures.states.get(n) in ("COMPLETE", "CACHED", "FAILED")}
+    return ClusterRun(profile, rows, wall, code, peaks, times, before, after,
                       str(out / "logs" / f"beam-{profile}-{rows}.log"))
 
 
