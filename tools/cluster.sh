@@ -157,6 +157,8 @@ write_config() {
   # buffers". Task off-heap: Beam's gRPC data channel to the SDK workers buffers in direct memory,
   # which Flink caps at framework + task off-heap + network; with none for tasks, a partition of
   # 1M rows sent to a busy SDK worker fails with "OutOfMemoryError: Direct buffer memory".
+  # Uncaught exceptions end the TaskManager: with Flink's default (LOG) a TaskManager whose gRPC
+  # thread ran out of heap (10M rows) lived on, and the job hung with its tasks RUNNING.
   # Heartbeats: a killed TaskManager is dropped after 15 s instead of Flink's 50 s, so the job fails
   # soon and `up` can bring the cluster back to full strength.
   {
@@ -175,6 +177,7 @@ taskmanager.memory.managed.size: 128m
 taskmanager.memory.network.min: 256m
 taskmanager.memory.network.max: 256m
 taskmanager.network.sort-shuffle.min-buffers: 64
+cluster.uncaught-exception-handling: FAIL
 heartbeat.interval: 2000
 heartbeat.timeout: 15000
 parallelism.default: $TASKMANAGERS
