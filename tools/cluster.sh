@@ -196,17 +196,21 @@ flink_env() {
     FLINK_IDENT_STRING=tfx-taxi "$@"
 }
 
-# The TaskManager processes of this run directory that are alive (pid file lines whose process runs).
+# A process that runs: not gone, and not a zombie its parent has not reaped (kill -0 says yes to those).
+alive() { [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# Drops the dead TaskManagers from this run directory's pid file; prints how many are alive.
 live_taskmanagers() {
-  local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid n=0
+  local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid
   [ -s "$pidfile" ] || { echo 0; return; }
-  for pid in $(cat "$pidfile"); do kill -0 "$pid" 2>/dev/null && n=$((n + 1)); done
-  echo "$n"
+  for pid in $(cat "$pidfile"); do alive "$pid" && echo "$pid"; done > "$pidfile.live" || true
+  mv "$pidfile.live" "$pidfile"
+  wc -l < "$pidfile"
 }
 
 # Beam's SDK worker pool for this cluster (upstream/worker_pool.py): one Python worker process per
 # TaskManager, for runs with --environment-type EXTERNAL --image 127.0.0.1:$POOL_PORT.
-pool_alive() { [ -s "$RUN_DIR/worker-pool.pid" ] && kill -0 "$(cat "$RUN_DIR/worker-pool.pid")" 2>/dev/null; }
+pool_alive() { [ -s "$RUN_DIR/worker-pool.pid" ] && alive "$(cat "$RUN_DIR/worker-pool.pid")"; }
 pool_up() {
   pool_alive && return
   # Only the pool runs in the background ($! is its pid), holding none of this script's streams.
@@ -227,7 +231,7 @@ pool_down() {
   pool_alive || return 0
   local pid i; pid=$(cat "$RUN_DIR/worker-pool.pid")
   kill "$pid" 2>/dev/null || true
-  for i in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for i in $(seq 20); do alive "$pid" || break; sleep 0.5; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$RUN_DIR/worker-pool.pid"
 }
@@ -241,9 +245,6 @@ flink_up() {
       pool_up
       say "Flink already answers on 127.0.0.1:$REST_PORT ($(taskmanagers_up) TaskManagers)"; return; fi
     say "Flink answers on 127.0.0.1:$REST_PORT with $((TASKMANAGERS - missing)) of $TASKMANAGERS TaskManagers: starting $missing"
-    local pidfile="$RUN_DIR/flink-tfx-taxi-taskexecutor.pid" pid
-    for pid in $(cat "$pidfile"); do kill -0 "$pid" 2>/dev/null && echo "$pid"; done > "$pidfile.live" || true
-    mv "$pidfile.live" "$pidfile"
     # Until the JobManager has dropped the lost ones (heartbeat.timeout), its count would include them.
     for i in $(seq 30); do
       [ "$(taskmanagers_up || echo 0)" -le "$((TASKMANAGERS - missing))" ] && break
