@@ -19,6 +19,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components import code_fingerprint
 from components.data_gate.component import DataGate
+from components.example_gen.component import CsvExampleGen
 from components.pusher.component import Pusher
 from components.serving_check.component import ServingCheck
 from components.tflite_export.component import TFLiteExport
@@ -129,15 +130,15 @@ def _data_stages(config: PipelineConfig, locations: Locations, topology: Topolog
 
 
 def _example_gen(config: PipelineConfig, locations: Locations,
-                 range_config: RuntimeParameter | None = None) -> tfx.components.CsvExampleGen:
+                 range_config: RuntimeParameter | None = None) -> CsvExampleGen:
     """CsvExampleGen on the data directory; on span folders one span: `config.span`, else the newest
     (TFX's latest-span resolution); `range_config`: a runtime parameter in its place (Kubeflow)."""
     if not locations.spans:
-        return tfx.components.CsvExampleGen(input_base=_input_base(locations.data))
+        return CsvExampleGen(input_base=_input_base(locations.data))
     if range_config is None and config.span:
         range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
             start_span_number=config.span, end_span_number=config.span))
-    return tfx.components.CsvExampleGen(
+    return CsvExampleGen(
         input_base=_input_base(locations.data),
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=spans.SPLIT_NAME, pattern=spans.SPAN_PATTERN)]),
         range_config=range_config,
@@ -287,7 +288,7 @@ def schema_pipeline_name(config: PipelineConfig) -> str:
 
 def create_schema_pipeline(config: PipelineConfig, locations: Locations) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen: drafts a schema from data for a person to curate."""
-    example_gen = tfx.components.CsvExampleGen(input_base=_input_base(locations.data))
+    example_gen = CsvExampleGen(input_base=_input_base(locations.data))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
     return tfx.dsl.Pipeline(

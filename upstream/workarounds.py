@@ -188,6 +188,15 @@ def loopback_worker_ids_shared(beam_args: Sequence[str]) -> Iterator[bool]:
         pool.StartWorker, pool.StopWorker = start, stop
 
 
+# --- 6. CsvExampleGen's Beam pipeline, rearranged ------------------------------------------------
+
+# components/example_gen/executor.py builds its pipeline from these pieces of TFX's CSV executor
+# (private names), and leaves the writing of the splits to no one but itself on the in-process
+# runner, by handing BaseExampleGenExecutor.Do no splits to write.
+CSV_EXECUTOR = "tfx.components.example_gen.csv_example_gen.executor"
+CSV_EXECUTOR_PIECES = ("_ReadCsvRecordsFromTextFile", "_ParsedCsvToTfExample")
+
+
 # --- the assumptions, checked ----------------------------------------------------------------------
 
 def check() -> list[str]:
@@ -217,6 +226,19 @@ def check() -> list[str]:
     if "self._worker_threads.pop(\n        stop_worker_request.worker_id" not in inspect.getsource(pool.StopWorker):
         problems.append("loopback_worker_ids_shared: Beam's worker pool no longer stops thread workers by "
                         "worker id alone; the guard may be unneeded or wrong")
+    csv_executor = importlib.import_module(CSV_EXECUTOR)
+    for piece in CSV_EXECUTOR_PIECES:
+        if not callable(getattr(csv_executor, piece, None)):
+            problems.append(f"example_gen executor: {CSV_EXECUTOR}.{piece} is gone")
+    from tfx.components.example_gen import base_example_gen_executor, write_split
+
+    do = inspect.getsource(base_example_gen_executor.BaseExampleGenExecutor.Do)
+    if "for split_name, example_split in example_splits.items():" not in do or do.index(
+            "split_names = artifact_utils.encode_split_names") > do.index("self.GenerateExamplesByBeam("):
+        problems.append("example_gen executor: BaseExampleGenExecutor.Do no longer names the splits first and "
+                        "then writes those GenerateExamplesByBeam returns")
+    if not hasattr(write_split, "MaybeSerialize") or not hasattr(write_split, "DEFAULT_TF_RECORD_FILE_NAME"):
+        problems.append("example_gen executor: write_split.MaybeSerialize or DEFAULT_TF_RECORD_FILE_NAME is gone")
     if not callable(getattr(atexit, "_run_exitfuncs", None)):
         problems.append("exit_without_teardown: atexit._run_exitfuncs is gone")
     return problems
