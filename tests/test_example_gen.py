@@ -18,6 +18,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from benchmarks.example_gen import run_executor
 from components.example_gen import executor as project_executor
 from tests.conftest import local_locations
 
@@ -38,23 +39,6 @@ def write_csv(data_dir, files=2, rows_per_file=300):
                 writer.writerow([row, f"{row * 0.25:.2f}", "" if row % 7 == 0 else f"c{row % 5}",
                                  "two\nlines" if row % 50 == 0 else ("" if row % 3 == 0 else "x")])
     return files * rows_per_file
-
-
-def run_executor(executor_class, beam_args, data_dir, out_dir):
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out_dir)
-    exec_properties = {
-        standard_component_specs.INPUT_BASE_KEY: str(data_dir),
-        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-            example_gen_utils.make_default_input_config("*.csv")),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-            example_gen_utils.make_default_output_config(example_gen_pb2.Input())),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-    }
-    context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=str(out_dir / ".tmp"))
-    executor_class(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    return examples
 
 
 def read_split(examples, split):
