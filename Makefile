@@ -17,6 +17,7 @@
 #   make bench [BENCH_ROWS="100000 1000000"] this project vs TFX's taxi example, then on synthetic rows
 #   make bench-quick                        the same without the synthetic rows (a few minutes)
 #   make bench-scale [SCALE_ROWS=...]       the faster of direct-mp/Flink at 1M, 3M, 10M synthetic rows
+#   make bench-example-gen [EXAMPLE_GEN_ROWS=...]   CsvExampleGen alone: TFX's executor and the project's, 1M and 3M rows
 #   make simulate [SPANS=5] [ARGS="--warm-start"]   synthetic spans arrive one by one, a run after each, then the history
 #   make schema [SCHEMA_OUT=file]           draft a schema from the data with SchemaGen
 #   make env                                build the environment only, print its route
@@ -51,7 +52,7 @@ DATA_OPT = $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 STORE_OPT = $(if $(METADATA_STORE),--metadata-store "$(METADATA_STORE)")
 PUSH_OPT = $(if $(PUSHGATEWAY),--pushgateway "$(PUSHGATEWAY)")
 
-.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-lineage bench-tflite bench-serving bench-spans schema env lock clean kfp kfp-submit
+.PHONY: run report test test-slow exec tensorboard bench bench-distribute bench-quick bench-scale bench-example-gen bench-lineage bench-tflite bench-serving bench-spans schema env lock clean kfp kfp-submit
 .PHONY: flink-up flink-down run-flink spark-up spark-down run-spark image image-push image-size simulate
 
 run:
@@ -110,6 +111,11 @@ BEAM_BENCH_ROWS ?= 1000000
 SCALE_ROWS ?= 1000000 3000000 10000000
 bench-scale:
 	$(ENV) exec python -m benchmarks.beam_clusters --output-dir "$(OUTPUT_DIR)/bench" --scale $(foreach n,$(SCALE_ROWS),--rows $(n)) $(ARGS)
+
+# CsvExampleGen alone on the in-process runner, TFX's executor and the project's (bench-example-gen.md).
+EXAMPLE_GEN_ROWS ?= 1000000 3000000
+bench-example-gen:
+	$(ENV) exec python -m benchmarks.example_gen --output-dir "$(OUTPUT_DIR)/bench" $(foreach n,$(EXAMPLE_GEN_ROWS),--rows $(n)) $(ARGS)
 
 # The Trainer at 1 replica, N logical CPU replicas and N worker processes, on a finished run's Transform output.
 bench-distribute:

@@ -80,7 +80,7 @@ def measure(argv: list[str], log: Path, rss_limit: int) -> dict:
 
 def markdown(runs: list[dict], workers: int) -> str:
     lines = [f"CsvExampleGen alone, FnApiRunner multi_processing, {workers} workers",
-             "", "| executor | rows | wall | rows/s | peak RSS (process tree) | load before -> after |",
+             "", "| executor | rows | wall | rows/s | peak RSS (process tree), GiB | load before -> after |",
              "|---|---:|---:|---:|---:|---|"]
     for r in runs:
         if r["returncode"] == 0:
