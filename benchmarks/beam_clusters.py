@@ -150,6 +150,20 @@ def one_run(out: Path, profile: str, rows: int, data: Path, extra: list[str], fl
                       str(out / "logs" / f"beam-{profile}-{rows}.log"))
 
 
+# Issue 16's goal for this machine: these rows end to end within both limits.
+GOAL_ROWS, GOAL_WALL_S, GOAL_RSS = 10_000_000, 30 * 60, 12 * 2**30
+
+
+def goal_lines(runs: list[ClusterRun]) -> list[str]:
+    """A verdict for every run at the goal's row count."""
+    head = f"Goal ({GOAL_ROWS:,} rows end to end in <= {GOAL_WALL_S // 60} min and <= {_gib(GOAL_RSS)} GiB)"
+    return [f"{head}, {r.profile}: " + ("met" if r.returncode == 0 and r.wall_s <= GOAL_WALL_S
+                                        and r.peak_rss["sum"] <= GOAL_RSS else "NOT met")
+            + f" ({r.wall_s / 60:.1f} min, {_gib(r.peak_rss['sum'])} GiB"
+            + ("" if r.returncode == 0 else ", did not complete") + ")"
+            for r in runs if r.rows == GOAL_ROWS]
+
+
 def markdown(title: str, runs: list[ClusterRun]) -> str:
     lines = [f"# {title} ({os.cpu_count()} cores)", "",
              "| profile | rows | wall, s | peak RSS sum, GiB | peak RSS per process, GiB | "
@@ -166,7 +180,8 @@ def markdown(title: str, runs: list[ClusterRun]) -> str:
     lines += ["", "run: the pipeline's process tree (its Beam workers, Beam's job server JVM); JobManager and "
               "TaskManagers: the Flink cluster's JVMs; worker pool: the SDK worker pool and its workers (flink-pool); "
               "sum: the peak of all of them at once.", ""]
-    return "\n".join(lines)
+    goal = goal_lines(runs)
+    return "\n".join(lines + goal + ([""] if goal else []))
 
 
 def faster(previous: Path) -> str:
