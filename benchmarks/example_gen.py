@@ -10,17 +10,15 @@ bench-example-gen.md/.json under --output-dir and prints the Markdown. Figures, 
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import click
 
-from benchmarks.pipeline import REPO, _gib, loadavg, synthetic_dir, tree_rss
+from benchmarks.beam_clusters import measured_run
+from benchmarks.pipeline import _gib, synthetic_dir
 
 EXECUTORS = {
     "tfx": "tfx.components.example_gen.csv_example_gen.executor",
@@ -52,30 +50,11 @@ def run_executor(executor_class, beam_args: list[str], data_dir: Path, out_dir: 
 
 
 def measure(argv: list[str], log: Path, rss_limit: int) -> dict:
-    """Runs argv in its own process group; wall, peak tree RSS, exit code (killed past rss_limit)."""
-    before = loadavg()
-    with log.open("w") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        peak, killed, done = 0, False, threading.Event()
-
-        def sample() -> None:
-            nonlocal peak, killed
-            while not done.is_set():
-                peak = max(peak, tree_rss(proc.pid))
-                if peak > rss_limit and not killed:
-                    killed = True
-                    os.killpg(proc.pid, signal.SIGKILL)
-                done.wait(0.2)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        code = proc.wait()
-        wall = time.perf_counter() - started
-        done.set()
-        sampler.join()
-    return {"wall_s": round(wall, 1), "peak_rss": peak, "returncode": code, "killed_at_rss_limit": killed,
-            "load_before": before, "load_after": loadavg(), "log": str(log)}
+    """beam_clusters' measured run, as this table's row (no daemons here: the run's tree is all)."""
+    wall, code, peaks, before, after = measured_run(argv, log, {}, rss_limit)
+    return {"wall_s": round(wall, 1), "peak_rss": peaks["run"], "returncode": code,
+            "killed_at_rss_limit": code == -signal.SIGKILL, "load_before": before, "load_after": after,
+            "log": str(log)}
 
 
 def markdown(runs: list[dict], workers: int) -> str:
