@@ -175,6 +175,15 @@ def test_tfx_own_executor_holds_the_data_set_where_the_projects_does_not(tmp_pat
     assert held_in_memory(graph(project_executor.Executor, MULTI_PROCESSING, tmp_path / "data", tmp_path / "ours")) == []
 
 
+@pytest.mark.parametrize("args, in_process", [
+    ([], True), (["--runner=DirectRunner"], True), (["--runner", "direct"], True), (IN_MEMORY, True),
+    (["--runner=FlinkRunner"], False), (["--runner=SparkRunner"], False), (["--runner=DataflowRunner"], False),
+    (["--runner=PrismRunner"], False),  # not run here: TFX's way, Reshuffle and all
+])
+def test_which_runners_run_in_this_process(args, in_process):
+    assert project_executor.runs_in_process(args) is in_process
+
+
 def test_on_another_runner_tfx_write_split_and_its_shuffle_stay(tmp_path):
     write_csv(tmp_path / "data", files=1, rows_per_file=10)
     flink = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:1"]

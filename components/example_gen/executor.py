@@ -28,13 +28,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 from tfx_bsl.coders import csv_decoder
 
-# The runners that run a pipeline inside this process, holding a Reshuffle's data in memory.
-IN_PROCESS_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+# The runners that run a pipeline inside this process, holding a Reshuffle's data in memory, as
+# Beam accepts their names ("DirectRunner", "direct", ...; none given: the DirectRunner).
+IN_PROCESS_RUNNERS = {"direct", "fnapi", "bundlebaseddirect", "switchingdirect"}
 
 
 def runs_in_process(beam_args: list[str]) -> bool:
-    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
-    return runner in IN_PROCESS_RUNNERS
+    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or "DirectRunner"
+    return runner.lower().removesuffix("runner") in IN_PROCESS_RUNNERS
 
 
 def _csv_files(csv_pattern: str) -> tuple[list[str], list[str]]:
